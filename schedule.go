@@ -1,0 +1,151 @@
+package jobwatch
+
+import "time"
+
+// schedule decides which ids the next status read covers and when it runs.
+// It is plain data guarded by Watcher.mu; the scheduler goroutine acts on it.
+type schedule struct {
+	all      cause               // non-zero: the next read covers every pending id
+	ids      map[JobID]struct{}  // otherwise: just these
+	idsCause cause               // why ids are marked (the strongest cause)
+	dueAt    time.Time           // when the next read should run; zero: none requested
+	retryAt  time.Time           // not before this, after a failed read
+	failures int                 // consecutive failed reads
+	pollAt   time.Time           // next safety-net poll
+	refresh  time.Duration       // poll period
+	unseen   map[JobID]time.Time // read but not found yet: id -> grace deadline
+	graceAt  time.Time           // earliest deadline in unseen; zero: none
+}
+
+// readPlan is one status read: which ids and why.
+type readPlan struct {
+	ids []JobID
+	why cause
+}
+
+func newSchedule(now time.Time, refresh time.Duration) schedule {
+	return schedule{
+		ids:     make(map[JobID]struct{}),
+		unseen:  make(map[JobID]time.Time),
+		refresh: refresh,
+		pollAt:  now.Add(jitter(refresh, 0.1)),
+	}
+}
+
+// markID asks for id to be in the next read.
+func (s *schedule) markID(id JobID, why cause) {
+	s.ids[id] = struct{}{}
+	s.idsCause = max(s.idsCause, why)
+}
+
+// markAll asks for every pending id to be in the next read.
+func (s *schedule) markAll(why cause) { s.all = max(s.all, why) }
+
+// request asks for a read: at once when urgent, else within debounce of the
+// first request not yet served, so a burst of requests makes one read.
+func (s *schedule) request(now time.Time, debounce time.Duration, urgent bool) {
+	switch {
+	case urgent:
+		s.dueAt = now
+	case s.dueAt.IsZero():
+		s.dueAt = now.Add(debounce)
+	}
+}
+
+// forget drops every trace of an id nobody waits for any more.
+func (s *schedule) forget(id JobID) {
+	delete(s.ids, id)
+	delete(s.unseen, id)
+}
+
+// next is when the scheduler must wake up next.
+func (s *schedule) next() time.Time {
+	t := s.pollAt
+	if !s.graceAt.IsZero() && s.graceAt.Before(t) {
+		t = s.graceAt
+	}
+	if !s.dueAt.IsZero() {
+		due := s.dueAt
+		if s.retryAt.After(due) {
+			due = s.retryAt
+		}
+		if due.Before(t) {
+			t = due
+		}
+	}
+	return t
+}
+
+// tick turns a due poll or grace deadline into a read request.
+func (s *schedule) tick(now time.Time) {
+	if !s.pollAt.After(now) {
+		s.markAll(causePoll)
+		s.request(now, 0, true)
+		s.pollAt = now.Add(jitter(s.refresh, 0.1))
+	}
+	if s.graceAt.IsZero() || s.graceAt.After(now) {
+		return
+	}
+	s.graceAt = time.Time{}
+	for id, deadline := range s.unseen {
+		if deadline.After(now) {
+			s.noteUnseen(id, deadline)
+			continue
+		}
+		delete(s.unseen, id)
+		s.markID(id, causeWait)
+		s.request(now, 0, true)
+	}
+}
+
+// noteUnseen remembers that id was not found and must be re-read at its
+// grace deadline.
+func (s *schedule) noteUnseen(id JobID, deadline time.Time) {
+	s.unseen[id] = deadline
+	if s.graceAt.IsZero() || deadline.Before(s.graceAt) {
+		s.graceAt = deadline
+	}
+}
+
+// take returns the read that is due now, if any, and clears the marks it
+// covers. Only ids still in pending are read.
+func (s *schedule) take(now time.Time, pending map[JobID]*entry) (readPlan, bool) {
+	if s.dueAt.IsZero() || s.dueAt.After(now) || s.retryAt.After(now) {
+		return readPlan{}, false
+	}
+	s.dueAt = time.Time{}
+	var plan readPlan
+	if s.all != causeNone {
+		plan.why = s.all
+		plan.ids = make([]JobID, 0, len(pending))
+		for id := range pending {
+			plan.ids = append(plan.ids, id)
+		}
+	} else {
+		plan.why = s.idsCause
+		for id := range s.ids {
+			if pending[id] != nil {
+				plan.ids = append(plan.ids, id)
+			}
+		}
+	}
+	s.all, s.idsCause = causeNone, causeNone
+	clear(s.ids)
+	return plan, len(plan.ids) > 0
+}
+
+// failed puts back the part of plan that was not read, and backs off.
+func (s *schedule) failed(now time.Time, plan readPlan, unread []JobID, min, max time.Duration) {
+	for _, id := range unread {
+		s.markID(id, plan.why)
+	}
+	s.failures++
+	s.retryAt = now.Add(backoff(s.failures, min, max))
+	s.request(now, 0, true)
+}
+
+// succeeded resets the backoff.
+func (s *schedule) succeeded() {
+	s.failures = 0
+	s.retryAt = time.Time{}
+}

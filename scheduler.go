@@ -1,0 +1,103 @@
+package jobwatch
+
+import (
+	"context"
+	"time"
+
+	"github.com/jobwatch/jobwatch/statemachine"
+)
+
+// runScheduler is the only goroutine that reads statuses. Reads are
+// serialised, so requests arriving during a read coalesce into the next one.
+func (w *Watcher) runScheduler(ctx context.Context) {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		w.mu.Lock()
+		next := w.sched.next()
+		w.mu.Unlock()
+		resetTimer(timer, time.Until(next))
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.kick:
+		case <-timer.C:
+		}
+		w.step(ctx, time.Now())
+	}
+}
+
+// resetTimer re-arms t to fire after d, whatever state it was in.
+func resetTimer(t *time.Timer, d time.Duration) {
+	if !t.Stop() {
+		select {
+		case <-t.C:
+		default:
+		}
+	}
+	t.Reset(max(d, 0))
+}
+
+// step runs the read that is due, if any.
+func (w *Watcher) step(ctx context.Context, now time.Time) {
+	w.mu.Lock()
+	w.sched.tick(now)
+	plan, ok := w.sched.take(now, w.pending)
+	w.mu.Unlock()
+	if ok {
+		w.read(ctx, plan)
+	}
+}
+
+// read runs plan in batches and settles what it finds. On failure the
+// unread ids go back into the schedule behind a backoff.
+func (w *Watcher) read(ctx context.Context, plan readPlan) {
+	for start := 0; start < len(plan.ids); start += w.cfg.batchSize {
+		batch := plan.ids[start:min(start+w.cfg.batchSize, len(plan.ids))]
+		statuses, err := w.driver.FetchStatuses(ctx, batch)
+		now := time.Now()
+		w.mu.Lock()
+		w.stats.Reads.add(plan.why, 1)
+		w.stats.IDsRead += uint64(len(batch))
+		if err != nil {
+			w.stats.ReadErrors++
+			w.sched.failed(now, plan, plan.ids[start:], w.cfg.backoffMin, w.cfg.backoffMax)
+			w.mu.Unlock()
+			if ctx.Err() == nil {
+				w.recordError("jobwatch: status read failed", err, "ids", len(batch))
+			}
+			return
+		}
+		w.settle(batch, statuses, plan.why, now)
+		w.mu.Unlock()
+	}
+	w.mu.Lock()
+	w.sched.succeeded()
+	w.mu.Unlock()
+}
+
+// settle resolves the waits a read decides: settled states, and ids still
+// unknown after their grace. Called with w.mu held.
+func (w *Watcher) settle(batch []JobID, statuses []Status, why cause, now time.Time) {
+	for _, st := range statuses {
+		e := w.pending[st.ID]
+		if e == nil {
+			continue
+		}
+		e.found = true
+		delete(w.sched.unseen, st.ID)
+		if w.settles(st.State) {
+			w.resolve(e, st.State, nil, why)
+		}
+	}
+	for _, id := range batch {
+		e := w.pending[id]
+		switch {
+		case e == nil || e.found:
+		case !now.Before(e.deadline):
+			w.resolve(e, statemachine.None, ErrNotFound, why)
+		default:
+			w.sched.noteUnseen(id, e.deadline)
+		}
+	}
+}

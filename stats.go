@@ -1,0 +1,59 @@
+package jobwatch
+
+import "time"
+
+// cause is why a status read happened. Higher values win when causes merge.
+type cause uint8
+
+const (
+	causeNone cause = iota
+	causeWait
+	causePoll
+	causeNotification
+	causeResync
+)
+
+// CauseCounts splits a count by why the status read happened.
+type CauseCounts struct {
+	Wait         uint64 // a new wait, or a not-found grace check
+	Notification uint64 // a change notification
+	Poll         uint64 // the safety-net poll
+	Resync       uint64 // (re)subscribing, or a Resync notification
+}
+
+// Total is the sum over all causes.
+func (c CauseCounts) Total() uint64 { return c.Wait + c.Notification + c.Poll + c.Resync }
+
+func (c *CauseCounts) add(k cause, n uint64) {
+	switch k {
+	case causeWait:
+		c.Wait += n
+	case causeNotification:
+		c.Notification += n
+	case causePoll:
+		c.Poll += n
+	case causeResync:
+		c.Resync += n
+	}
+}
+
+// Stats is a snapshot of a Watcher's state and counters since New.
+type Stats struct {
+	Pending   int  // distinct job ids being waited on
+	Waiters   int  // waits in progress (a WaitAll counts each id)
+	Listening bool // a subscription is active now
+	PollOnly  bool // the Watcher runs on its poll alone
+
+	Notifications        uint64 // notifications received (Resyncs included)
+	IgnoredNotifications uint64 // dropped by the subscription (foreign or garbled), if it reports them
+	Reads                CauseCounts
+	ReadErrors           uint64      // failed FetchStatuses calls
+	IDsRead              uint64      // ids sent in FetchStatuses calls
+	Resolved             CauseCounts // waits ended, by the cause of the read that ended them
+	NotFound             uint64      // ids that ended with ErrNotFound
+	Reconnects           uint64      // successful Listens after the first
+	ListenErrors         uint64      // failed Listen calls and subscriptions that died
+
+	LastError   error // the latest read or listener error, nil if none
+	LastErrorAt time.Time
+}

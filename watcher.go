@@ -1,0 +1,361 @@
+package jobwatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jobwatch/jobwatch/statemachine"
+)
+
+// Watcher waits for jobs to reach their final status. One Watcher serves any
+// number of concurrent waits on one Driver: it keeps one subscription, reads
+// statuses in batches, and starts no goroutine per wait.
+//
+// A Watcher is safe for concurrent use. Create it with New and release it
+// with Close.
+type Watcher struct {
+	driver Driver
+	cfg    config
+
+	cancel context.CancelFunc // stops the goroutines New started
+	done   chan struct{}      // closed by Close
+	wg     sync.WaitGroup
+	kick   chan struct{} // wakes the scheduler; capacity 1
+
+	mu        sync.Mutex
+	closed    bool
+	closeErr  error
+	pending   map[JobID]*entry
+	waiters   int
+	sched     schedule
+	sub       Subscription // the live subscription, for Close
+	stats     Stats
+	ignoredAt uint64 // Ignored() of subscriptions already gone
+}
+
+// entry is the shared state of every wait on one job id.
+type entry struct {
+	id       JobID
+	refs     int           // waits holding this entry
+	done     chan struct{} // closed when resolved
+	state    statemachine.State
+	err      error     // ErrNotFound, or nil
+	deadline time.Time // end of the not-found grace
+	found    bool      // some read returned this id
+	wakers   []chan struct{}
+}
+
+// New returns a Watcher on d and starts its background work: the listener
+// supervisor and the status-read scheduler. It does not block on the
+// database: the first Listen happens in the background, and waits made
+// before it succeeds are re-read once it does.
+//
+// New returns an error matching ErrInvalidOption for a nil driver or an
+// invalid option, and then starts nothing.
+func New(d Driver, opts ...Option) (*Watcher, error) {
+	if d == nil {
+		return nil, optErr("nil driver")
+	}
+	cfg := defaultConfig()
+	for _, opt := range opts {
+		if opt == nil {
+			return nil, optErr("nil option")
+		}
+		if err := opt(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &Watcher{
+		driver:  d,
+		cfg:     cfg,
+		cancel:  cancel,
+		done:    make(chan struct{}),
+		kick:    make(chan struct{}, 1),
+		pending: make(map[JobID]*entry),
+		sched:   newSchedule(time.Now(), cfg.refresh),
+	}
+	w.stats.PollOnly = cfg.pollOnly
+	w.wg.Add(2)
+	go func() { defer w.wg.Done(); w.runScheduler(ctx) }()
+	go func() { defer w.wg.Done(); w.runListener(ctx) }()
+	return w, nil
+}
+
+// Wait blocks until job id settles (reaches a terminal state, or failed with
+// WithSettleOnHold) and returns that state. A job's outcome is data: an
+// exception or a cancellation is a state, not an error.
+//
+// Wait returns an error only when waiting itself failed: ctx's error,
+// ErrClosed, a *NotFoundError (ErrNotFound) after the not-found grace, or
+// ErrInvalidID for id <= 0. A returned wait is forgotten at once.
+func (w *Watcher) Wait(ctx context.Context, id JobID) (statemachine.State, error) {
+	if id <= 0 {
+		return statemachine.None, invalidID(id)
+	}
+	es, err := w.register([]JobID{id}, nil)
+	if err != nil {
+		return statemachine.None, err
+	}
+	defer w.release(es, nil)
+	e := es[0]
+	select {
+	case <-e.done:
+	case <-ctx.Done():
+		return statemachine.None, ctx.Err()
+	case <-w.done:
+		return statemachine.None, ErrClosed
+	}
+	if e.err != nil {
+		return statemachine.None, &NotFoundError{IDs: []JobID{id}}
+	}
+	return e.state, nil
+}
+
+// WaitAll blocks until every job in ids has settled and returns their
+// states in input order; an id may appear more than once. Ids never found
+// do not stop the others: once all are settled, WaitAll returns the states
+// of the found ones and a *NotFoundError listing the rest.
+//
+// On ctx's error or ErrClosed it returns at once with the states settled so
+// far (statemachine.None for the others). An empty list or an id <= 0
+// returns ErrInvalidID before anything is registered.
+func (w *Watcher) WaitAll(ctx context.Context, ids []JobID) ([]statemachine.State, error) {
+	if err := checkIDs(ids); err != nil {
+		return nil, err
+	}
+	es, err := w.register(ids, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer w.release(es, nil)
+	out := make([]statemachine.State, len(ids))
+	for _, e := range es {
+		select {
+		case <-e.done:
+			continue
+		case <-ctx.Done():
+			err = ctx.Err()
+		case <-w.done:
+			err = ErrClosed
+		}
+		break
+	}
+	var missing []JobID
+	for i, e := range es {
+		select {
+		case <-e.done:
+			if e.err != nil {
+				missing = append(missing, e.id)
+			}
+			out[i] = e.state
+		default:
+		}
+	}
+	if err == nil && missing != nil {
+		err = &NotFoundError{IDs: missing}
+	}
+	return out, err
+}
+
+// WaitAny blocks until the first of ids settles and returns its status; the
+// waits on the others are dropped at once. Ids that are never found are
+// skipped; if none is ever found it returns a *NotFoundError listing all.
+// Errors are those of WaitAll.
+func (w *Watcher) WaitAny(ctx context.Context, ids []JobID) (Status, error) {
+	if err := checkIDs(ids); err != nil {
+		return Status{}, err
+	}
+	wake := make(chan struct{}, 1)
+	es, err := w.register(ids, wake)
+	if err != nil {
+		return Status{}, err
+	}
+	defer w.release(es, wake)
+	for {
+		settled := 0
+		for _, e := range es {
+			select {
+			case <-e.done:
+				if e.err == nil {
+					return Status{ID: e.id, State: e.state}, nil
+				}
+				settled++
+			default:
+			}
+		}
+		if settled == len(es) {
+			return Status{}, &NotFoundError{IDs: append([]JobID(nil), ids...)}
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return Status{}, ctx.Err()
+		case <-w.done:
+			return Status{}, ErrClosed
+		}
+	}
+}
+
+// Close stops the Watcher: pending and later waits return ErrClosed, the
+// subscription is closed, and Close waits for the goroutines New started,
+// at most the close timeout (WithCloseTimeout); a driver that ignores
+// both its ctx and Subscription.Close makes it return an error after that.
+// Close is idempotent and safe for concurrent use; later calls return the
+// first call's result.
+func (w *Watcher) Close() error {
+	w.mu.Lock()
+	if w.closed {
+		err := w.closeErr
+		w.mu.Unlock()
+		return err
+	}
+	w.closed = true
+	sub := w.sub
+	close(w.done)
+	w.mu.Unlock()
+
+	w.cancel()
+	var err error
+	if sub != nil {
+		err = sub.Close()
+	}
+	finished := make(chan struct{})
+	go func() { w.wg.Wait(); close(finished) }()
+	timer := time.NewTimer(w.cfg.closeTimeout)
+	defer timer.Stop()
+	select {
+	case <-finished:
+	case <-timer.C:
+		err = errors.Join(err, fmt.Errorf("jobwatch: close: driver still busy after %s", w.cfg.closeTimeout))
+	}
+	if err != nil {
+		err = fmt.Errorf("jobwatch: close: %w", err)
+	}
+	w.mu.Lock()
+	w.closeErr = err
+	w.mu.Unlock()
+	return err
+}
+
+// Stats returns a snapshot of the Watcher's counters. Safe for concurrent
+// use; it does not block on the database.
+func (w *Watcher) Stats() Stats {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	s := w.stats
+	s.Pending = len(w.pending)
+	s.Waiters = w.waiters
+	s.IgnoredNotifications = w.ignoredAt
+	if ic, ok := w.sub.(IgnoredCounter); ok {
+		s.IgnoredNotifications += ic.Ignored()
+	}
+	return s
+}
+
+// register adds one wait per id (duplicates included) and returns the
+// entries in input order. New ids are queued for a status read after the
+// debounce: that read is what resolves a job that finished before the wait.
+func (w *Watcher) register(ids []JobID, wake chan struct{}) ([]*entry, error) {
+	now := time.Now()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return nil, ErrClosed
+	}
+	es := make([]*entry, len(ids))
+	fresh := false
+	for i, id := range ids {
+		e := w.pending[id]
+		if e == nil {
+			e = &entry{id: id, done: make(chan struct{}), deadline: now.Add(w.cfg.grace)}
+			w.pending[id] = e
+			w.sched.markID(id, causeWait)
+			fresh = true
+		}
+		e.refs++
+		if wake != nil {
+			e.wakers = append(e.wakers, wake)
+		}
+		es[i] = e
+	}
+	w.waiters += len(ids)
+	if fresh {
+		w.sched.request(now, w.cfg.debounce, false)
+		w.wakeScheduler()
+	}
+	return es, nil
+}
+
+// release ends the waits of register. An entry no wait holds any more is
+// forgotten at once, so a cancelled wait costs nothing afterwards.
+func (w *Watcher) release(es []*entry, wake chan struct{}) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.waiters -= len(es)
+	for _, e := range es {
+		e.refs--
+		if wake != nil {
+			e.wakers = removeWaker(e.wakers, wake)
+		}
+		if e.refs == 0 && w.pending[e.id] == e {
+			delete(w.pending, e.id)
+			w.sched.forget(e.id)
+		}
+	}
+}
+
+func removeWaker(ws []chan struct{}, wake chan struct{}) []chan struct{} {
+	for i, c := range ws {
+		if c == wake {
+			ws[i] = ws[len(ws)-1]
+			ws[len(ws)-1] = nil
+			return ws[:len(ws)-1]
+		}
+	}
+	return ws
+}
+
+// resolve settles e. Called with w.mu held.
+func (w *Watcher) resolve(e *entry, state statemachine.State, err error, why cause) {
+	delete(w.pending, e.id)
+	w.sched.forget(e.id)
+	e.state, e.err = state, err
+	close(e.done)
+	for _, c := range e.wakers {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
+	}
+	e.wakers = nil
+	if err != nil {
+		w.stats.NotFound++
+	}
+	w.stats.Resolved.add(why, 1)
+}
+
+// settles reports whether state ends a wait.
+func (w *Watcher) settles(state statemachine.State) bool {
+	return state.Terminal() || (state == statemachine.Failed && w.cfg.settleOnHold)
+}
+
+// recordError keeps err for Stats and logs it: nobody else receives it.
+// Called without w.mu held, so a slow log handler never blocks waits.
+func (w *Watcher) recordError(msg string, err error, attrs ...any) {
+	w.mu.Lock()
+	w.stats.LastError = err
+	w.stats.LastErrorAt = time.Now()
+	w.mu.Unlock()
+	w.cfg.logger.Warn(msg, append(attrs, "err", err)...)
+}
+
+func (w *Watcher) wakeScheduler() {
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
