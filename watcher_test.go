@@ -492,3 +492,23 @@ func TestBatchSizeSplitsReads(t *testing.T) {
 		t.Errorf("reads = %d, ids = %d; want 4 batches carrying 10 ids", s.Reads.Total(), s.IDsRead)
 	}
 }
+
+// Within a debounce window, notifications only gather: no read runs until
+// the window ends, however many arrive.
+func TestDebounceGathersNotifications(t *testing.T) {
+	b := newFake(t)
+	w := newWatcher(t, b, jobwatch.WithRefreshInterval(time.Hour), jobwatch.WithDebounce(time.Hour))
+	ids := mustEnqueue(t, b, 1)
+	listening(t, w)
+	ctx := bounded(t, 10*time.Second)
+	go func() { _, _ = w.Wait(ctx, ids[0]) }()
+	eventually(t, "pending", func() bool { return w.Stats().Pending == 1 })
+	before := w.Stats()
+	for i := range uint64(20) {
+		b.Notify(`{"type":"table_changed_event","table":"pgqueuer"}`)
+		eventually(t, "notification consumed", func() bool { return w.Stats().Notifications == before.Notifications+i+1 })
+	}
+	if s := w.Stats(); s.Reads.Total() != before.Reads.Total() {
+		t.Errorf("%d reads inside one debounce window", s.Reads.Total()-before.Reads.Total())
+	}
+}

@@ -1,0 +1,61 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"time"
+)
+
+// progress draws a bar on a terminal. On anything else it draws nothing, so
+// it never mixes into output that a script reads.
+type progress struct {
+	mu    sync.Mutex
+	w     io.Writer
+	on    bool
+	total int
+	n     int
+	drawn time.Time
+}
+
+func newProgress(w io.Writer, total int) *progress {
+	return &progress{w: w, on: isTerminal(w) && total > 1, total: total}
+}
+
+// isTerminal reports whether w is a character device, such as a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+func (p *progress) add(n int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.n += n
+	if p.on && (time.Since(p.drawn) > 50*time.Millisecond || p.n == p.total) {
+		p.draw()
+	}
+}
+
+func (p *progress) draw() {
+	const width = 40
+	filled := width * p.n / max(p.total, 1)
+	fmt.Fprintf(p.w, "\r[%s%s] %d/%d settled", strings.Repeat("#", filled), strings.Repeat(".", width-filled), p.n, p.total)
+	p.drawn = time.Now()
+}
+
+// done draws the final state and ends the line.
+func (p *progress) done() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.on {
+		p.draw()
+		fmt.Fprintln(p.w)
+	}
+}
