@@ -66,7 +66,7 @@ func (w *Watcher) consume(ctx context.Context, sub Subscription) error {
 		switch {
 		case n.Resync:
 			w.sched.markAll(causeResync)
-			w.sched.request(time.Now(), 0, true)
+			w.sched.request(time.Now(), w.cfg.debounce, true)
 		case len(n.IDs) > 0:
 			for _, id := range n.IDs {
 				if w.pending[id] != nil {
@@ -97,7 +97,7 @@ func (w *Watcher) attach(sub Subscription, first bool) bool {
 		w.stats.Reconnects++
 	}
 	w.sched.markAll(causeResync)
-	w.sched.request(time.Now(), 0, true)
+	w.sched.request(time.Now(), w.cfg.debounce, true)
 	w.wakeScheduler()
 	return true
 }

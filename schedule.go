@@ -9,6 +9,7 @@ type schedule struct {
 	ids      map[JobID]struct{}  // otherwise: just these
 	idsCause cause               // why ids are marked (the strongest cause)
 	dueAt    time.Time           // when the next read should run; zero: none requested
+	lastRead time.Time           // when the latest read started
 	retryAt  time.Time           // not before this, after a failed read
 	failures int                 // consecutive failed reads
 	pollAt   time.Time           // next safety-net poll
@@ -41,14 +42,21 @@ func (s *schedule) markID(id JobID, why cause) {
 // markAll asks for every pending id to be in the next read.
 func (s *schedule) markAll(why cause) { s.all = max(s.all, why) }
 
-// request asks for a read: at once when urgent, else within debounce of the
-// first request not yet served, so a burst of requests makes one read.
+// request asks for a read within debounce of the first request not yet
+// served, so a burst of requests makes one read. An urgent request (loss to
+// repair) reads at once, unless a read started less than debounce ago: then
+// at the end of that window, so a flood of urgent requests still costs at
+// most one read per window.
 func (s *schedule) request(now time.Time, debounce time.Duration, urgent bool) {
-	switch {
-	case urgent:
-		s.dueAt = now
-	case s.dueAt.IsZero():
-		s.dueAt = now.Add(debounce)
+	at := now.Add(debounce)
+	if urgent {
+		at = s.lastRead.Add(debounce)
+		if at.Before(now) {
+			at = now
+		}
+	}
+	if s.dueAt.IsZero() || at.Before(s.dueAt) {
+		s.dueAt = at
 	}
 }
 
@@ -131,7 +139,11 @@ func (s *schedule) take(now time.Time, pending map[JobID]*entry) (readPlan, bool
 	}
 	s.all, s.idsCause = causeNone, causeNone
 	clear(s.ids)
-	return plan, len(plan.ids) > 0
+	if len(plan.ids) == 0 {
+		return plan, false
+	}
+	s.lastRead = now
+	return plan, true
 }
 
 // failed puts back the part of plan that was not read, and backs off.

@@ -512,3 +512,24 @@ func TestDebounceGathersNotifications(t *testing.T) {
 		t.Errorf("%d reads inside one debounce window", s.Reads.Total()-before.Reads.Total())
 	}
 }
+
+// A flood of Resyncs (a subscription whose buffer keeps overflowing) costs
+// one read per debounce window, not one per Resync.
+func TestResyncFloodIsRateLimited(t *testing.T) {
+	b := newFake(t)
+	d := &scripted{Backend: b, notes: make(chan jobwatch.Notification)}
+	w := newWatcher(t, d, jobwatch.WithRefreshInterval(time.Hour), jobwatch.WithDebounce(time.Hour))
+	ids := mustEnqueue(t, b, 1)
+	listening(t, w)
+	ctx := bounded(t, 10*time.Second)
+	go func() { _, _ = w.Wait(ctx, ids[0]) }()
+	eventually(t, "pending", func() bool { return w.Stats().Pending == 1 })
+	for range 20 {
+		d.notes <- jobwatch.Notification{Resync: true}
+	}
+	eventually(t, "first resync read", func() bool { return w.Stats().Reads.Resync == 1 })
+	eventually(t, "all consumed", func() bool { return w.Stats().Notifications == 20 })
+	if r := w.Stats().Reads; r.Total() != 1 {
+		t.Errorf("reads = %+v for 20 resyncs in one window, want 1", r)
+	}
+}

@@ -1,0 +1,85 @@
+package conformance_test
+
+import (
+	"context"
+	"testing"
+
+	"go.uber.org/goleak"
+
+	"github.com/jobwatch/jobwatch"
+	"github.com/jobwatch/jobwatch/backends/fake"
+	"github.com/jobwatch/jobwatch/conformance"
+	"github.com/jobwatch/jobwatch/statemachine"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// fakeHarness adapts the in-memory backend to conformance.Harness, with
+// both optional capabilities.
+type fakeHarness struct{ b *fake.Backend }
+
+func newFakeHarness(t *testing.T) *fakeHarness {
+	b := fake.New()
+	t.Cleanup(func() { _ = b.Close() })
+	return &fakeHarness{b}
+}
+
+func (h *fakeHarness) Driver() jobwatch.Driver { return h.b }
+
+func (h *fakeHarness) Enqueue(ctx context.Context, n int) ([]jobwatch.JobID, error) {
+	return h.b.Enqueue(ctx, n)
+}
+
+func (h *fakeHarness) Apply(ctx context.Context, ev statemachine.Event, ids ...jobwatch.JobID) error {
+	return h.b.Apply(ctx, ev, ids...)
+}
+
+func (h *fakeHarness) BreakListener(context.Context) error {
+	h.b.Disconnect()
+	return nil
+}
+
+func (h *fakeHarness) NotifyRaw(_ context.Context, payload string) error {
+	h.b.Notify(payload)
+	return nil
+}
+
+var (
+	_ conformance.ListenerBreaker = (*fakeHarness)(nil)
+	_ conformance.RawNotifier     = (*fakeHarness)(nil)
+)
+
+func TestConformanceFake(t *testing.T) {
+	conformance.Run(t, func(t *testing.T) conformance.Harness { return newFakeHarness(t) })
+}
+
+// minimalHarness hides the optional capabilities: the suite must still
+// run, and say which cases it did not run.
+type minimalHarness struct{ h *fakeHarness }
+
+func (m minimalHarness) Driver() jobwatch.Driver { return m.h.Driver() }
+func (m minimalHarness) Enqueue(ctx context.Context, n int) ([]jobwatch.JobID, error) {
+	return m.h.Enqueue(ctx, n)
+}
+func (m minimalHarness) Apply(ctx context.Context, ev statemachine.Event, ids ...jobwatch.JobID) error {
+	return m.h.Apply(ctx, ev, ids...)
+}
+
+func TestConformanceFakeWithoutOptionalCapabilities(t *testing.T) {
+	if testing.Short() {
+		t.Log("-short: the full suite already ran in TestConformanceFake; not repeating it without the optional capabilities")
+		return
+	}
+	conformance.Run(t, func(t *testing.T) conformance.Harness { return minimalHarness{newFakeHarness(t)} })
+}
+
+// TestConformanceFakeTinyBuffer runs the suite on a fake whose
+// subscriptions buffer a single notification, so that any burst overflows
+// into a Resync, as a busy real listener's buffer does.
+func TestConformanceFakeTinyBuffer(t *testing.T) {
+	conformance.Run(t, func(t *testing.T) conformance.Harness {
+		b := fake.New(fake.WithBuffer(1))
+		t.Cleanup(func() { _ = b.Close() })
+		return &fakeHarness{b}
+	})
+}
