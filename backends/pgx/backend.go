@@ -1,0 +1,312 @@
+// Package pgx is the jobwatch backend for jackc/pgx v5: a jobwatch.Driver
+// over a *pgxpool.Pool, the PgQueuer-compatible installer, and the job
+// lifecycle (enqueue, claim, complete, ...) with every write in one
+// transaction.
+//
+// Listening takes one connection out of the pool for each subscription
+// (acquired, then hijacked: it never returns to the pool) and checks it end
+// to end while idle: after each health-check interval without traffic it
+// sends a probe notification from the pool and expects it back on the
+// listening connection, so a half-open connection is found within two
+// intervals.
+//
+// The SQL is shared with backends/pq (backends/internal/pgschema), so both
+// read and write the same tables the same way.
+package pgx
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	pgxv5 "github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/jobwatch/jobwatch"
+	"github.com/jobwatch/jobwatch/backends/internal/pgschema"
+)
+
+// Sentinel errors, matched with errors.Is. They are shared with the other
+// PostgreSQL backend (the same values).
+var (
+	// ErrInvalidIdentifier: a prefix or schema that cannot name the objects.
+	ErrInvalidIdentifier = pgschema.ErrInvalidIdentifier
+	// ErrPartialInstall: some but not all of the queue's objects exist.
+	ErrPartialInstall = pgschema.ErrPartialInstall
+	// ErrUnknownJob: a transition named a job the database has never seen.
+	// It also matches statemachine.ErrIllegalTransition.
+	ErrUnknownJob = pgschema.ErrUnknownJob
+	// ErrDuplicate: an enqueued job's dedupe key is already taken by a
+	// queued or picked job.
+	ErrDuplicate = pgschema.ErrDuplicate
+	// ErrInvalidJob: a NewJob or ClaimRequest that cannot be written.
+	ErrInvalidJob = pgschema.ErrInvalidJob
+	// ErrInvalidOption: an option New rejects.
+	ErrInvalidOption = errors.New("jobwatch/pgx: invalid option")
+	// ErrSubscriptionClosed is returned by Next after Close.
+	ErrSubscriptionClosed = errors.New("jobwatch/pgx: subscription closed")
+	// ErrUnhealthy: the listening connection failed its health check.
+	ErrUnhealthy = errors.New("jobwatch/pgx: listener health check failed")
+)
+
+// NewJob is a job to enqueue: Entrypoint (required), Payload (empty is
+// stored as NULL), Priority (higher first), ExecuteAfter (a delay, >= 0),
+// DedupeKey (optional; unique among queued and picked jobs) and Headers
+// (stored as JSON).
+type NewJob = pgschema.NewJob
+
+// Job is a row of the queue table, as Claim returns it.
+type Job = pgschema.Job
+
+// ClaimRequest asks Claim for up to Limit queued jobs of Entrypoints whose
+// execute_after has passed; QueueManagerID (a UUID, zero for NULL) is
+// recorded on them.
+type ClaimRequest = pgschema.ClaimRequest
+
+// DefaultHealthCheck is the default idle interval after which a
+// subscription checks its connection.
+const DefaultHealthCheck = 5 * time.Second
+
+// Option configures New.
+type Option func(*options)
+
+type options struct {
+	prefix, schema string
+	health         time.Duration
+	healthSet      bool
+	logger         *slog.Logger
+}
+
+// WithPrefix prepends prefix to every object name and to the channel, as
+// PgQueuer's PGQUEUER_PREFIX does. Letters, digits, '_' and '-' only; at
+// most pgschema.MaxPrefixBytes (31) bytes.
+func WithPrefix(prefix string) Option { return func(o *options) { o.prefix = prefix } }
+
+// WithSchema qualifies every object with schema. Without it names resolve
+// through the connection's search_path, as PgQueuer's do.
+func WithSchema(schema string) Option { return func(o *options) { o.schema = schema } }
+
+// WithHealthCheck sets how long a subscription may sit idle before it checks
+// its connection end to end (and how long the check may take). 0 disables
+// the check; negative is an error. Default DefaultHealthCheck.
+func WithHealthCheck(interval time.Duration) Option {
+	return func(o *options) { o.health, o.healthSet = interval, true }
+}
+
+// WithLogger sets the logger (default: discard). Subscriptions log ignored
+// notifications at debug level and failed health checks at warn level.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// Backend is the pgx backend: a jobwatch.Driver and the job lifecycle over a
+// pgxpool. It is safe for concurrent use. It does not own the pool.
+type Backend struct {
+	pool   *pgxpool.Pool
+	names  pgschema.Names
+	health time.Duration
+	log    *slog.Logger
+
+	mu   sync.Mutex
+	subs map[*Subscription]struct{}
+}
+
+var _ jobwatch.Driver = (*Backend)(nil)
+
+// New returns a backend over pool. It validates the options (an error
+// matches ErrInvalidOption or ErrInvalidIdentifier) and touches no
+// database.
+func New(pool *pgxpool.Pool, opts ...Option) (*Backend, error) {
+	if pool == nil {
+		return nil, fmt.Errorf("%w: nil pool", ErrInvalidOption)
+	}
+	o := options{health: DefaultHealthCheck}
+	for _, opt := range opts {
+		if opt == nil {
+			return nil, fmt.Errorf("%w: nil option", ErrInvalidOption)
+		}
+		opt(&o)
+	}
+	if o.health < 0 {
+		return nil, fmt.Errorf("%w: negative health-check interval %v", ErrInvalidOption, o.health)
+	}
+	names, err := pgschema.NewNames(o.prefix, o.schema)
+	if err != nil {
+		return nil, err
+	}
+	if o.logger == nil {
+		o.logger = slog.New(slog.DiscardHandler)
+	}
+	return &Backend{pool: pool, names: names, health: o.health, log: o.logger,
+		subs: map[*Subscription]struct{}{}}, nil
+}
+
+// Channel returns the NOTIFY channel, verbatim.
+func (b *Backend) Channel() string { return b.names.Channel }
+
+// QueueTable and LogTable return the quoted, qualified table names, for
+// callers writing their own SQL.
+func (b *Backend) QueueTable() string { return b.names.QueueTable() }
+
+// LogTable returns the quoted, qualified log table name.
+func (b *Backend) LogTable() string { return b.names.LogTable() }
+
+// Install creates the queue's objects (design.md section 5: PgQueuer's
+// enum, tables, indexes, trigger function and trigger, in the schema, which
+// it creates when missing) in one transaction under an advisory lock, so
+// concurrent installers do not race. It reports created=false, and changes
+// nothing, when every object already exists; a partial installation is left
+// untouched with an error matching ErrPartialInstall.
+func (b *Backend) Install(ctx context.Context) (created bool, err error) {
+	err = pgxv5.BeginFunc(ctx, b.pool, func(tx pgxv5.Tx) error {
+		if _, err := tx.Exec(ctx, b.names.LockSQL()); err != nil {
+			return err
+		}
+		var st pgschema.Installation
+		if err := tx.QueryRow(ctx, b.names.StateSQL()).Scan(st.ScanDest()...); err != nil {
+			return err
+		}
+		if st.Complete() {
+			return nil
+		}
+		if err := st.Check(); err != nil {
+			return err
+		}
+		if !st.SchemaExists {
+			if _, err := tx.Exec(ctx, b.names.CreateSchemaSQL()); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.Exec(ctx, b.names.InstallSQL()); err != nil {
+			return err
+		}
+		created = true
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("jobwatch/pgx: install: %w", err)
+	}
+	return created, nil
+}
+
+// Uninstall drops every object of the queue that exists (the status enum
+// with CASCADE), in one transaction under the installer's advisory lock.
+// The schema itself is kept.
+func (b *Backend) Uninstall(ctx context.Context) error {
+	err := pgxv5.BeginFunc(ctx, b.pool, func(tx pgxv5.Tx) error {
+		if _, err := tx.Exec(ctx, b.names.LockSQL()); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, b.names.UninstallSQL())
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("jobwatch/pgx: uninstall: %w", err)
+	}
+	return nil
+}
+
+// Installed reports whether every object of the queue exists. A partial
+// installation returns false and an error matching ErrPartialInstall.
+func (b *Backend) Installed(ctx context.Context) (bool, error) {
+	var st pgschema.Installation
+	if err := b.pool.QueryRow(ctx, b.names.StateSQL()).Scan(st.ScanDest()...); err != nil {
+		return false, fmt.Errorf("jobwatch/pgx: installed: %w", err)
+	}
+	if err := st.Check(); err != nil {
+		return false, err
+	}
+	return st.Complete(), nil
+}
+
+// FetchStatuses implements jobwatch.Driver: one query, the status of each
+// id's newest log row; unknown ids are omitted.
+func (b *Backend) FetchStatuses(ctx context.Context, ids []jobwatch.JobID) ([]jobwatch.Status, error) {
+	if len(ids) == 0 {
+		return []jobwatch.Status{}, nil
+	}
+	arg := make([]int64, len(ids))
+	for i, id := range ids {
+		arg[i] = int64(id)
+	}
+	rows, err := b.pool.Query(ctx, b.names.FetchStatusesSQL(), arg)
+	if err != nil {
+		return nil, fmt.Errorf("jobwatch/pgx: fetch statuses: %w", err)
+	}
+	out := make([]jobwatch.Status, 0, len(ids))
+	var (
+		id     int64
+		status string
+	)
+	_, err = pgxv5.ForEachRow(rows, []any{&id, &status}, func() error {
+		s, err := pgschema.ParseStatus(id, status)
+		if err != nil {
+			return err
+		}
+		out = append(out, s)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jobwatch/pgx: fetch statuses: %w", err)
+	}
+	return out, nil
+}
+
+// NotifyRaw sends payload on the channel with pg_notify, from the pool. It
+// is what the trigger and PgQueuer do; tests use it to send garbage.
+func (b *Backend) NotifyRaw(ctx context.Context, payload string) error {
+	if _, err := b.pool.Exec(ctx, b.names.NotifySQL(), payload); err != nil {
+		return fmt.Errorf("jobwatch/pgx: notify: %w", err)
+	}
+	return nil
+}
+
+// ListenerPIDs returns the server process ids of the open subscriptions'
+// connections (for pg_stat_activity, pg_terminate_backend, diagnostics).
+func (b *Backend) ListenerPIDs() []uint32 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]uint32, 0, len(b.subs))
+	for s := range b.subs {
+		out = append(out, s.pid)
+	}
+	return out
+}
+
+func (b *Backend) register(s *Subscription) {
+	b.mu.Lock()
+	b.subs[s] = struct{}{}
+	b.mu.Unlock()
+}
+
+func (b *Backend) unregister(s *Subscription) {
+	b.mu.Lock()
+	delete(b.subs, s)
+	b.mu.Unlock()
+}
+
+// marshalTraceback encodes a traceback for the log's jsonb column.
+func marshalTraceback(tb any) (string, error) {
+	switch v := tb.(type) {
+	case nil:
+		return "", nil
+	case json.RawMessage:
+		if len(v) == 0 {
+			return "", nil
+		}
+		if !json.Valid(v) {
+			return "", fmt.Errorf("%w: traceback is not valid JSON", ErrInvalidJob)
+		}
+		return string(v), nil
+	}
+	b, err := json.Marshal(tb)
+	if err != nil {
+		return "", fmt.Errorf("%w: traceback: %v", ErrInvalidJob, err)
+	}
+	if string(b) == "null" {
+		return "", nil
+	}
+	return string(b), nil
+}

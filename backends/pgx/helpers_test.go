@@ -1,0 +1,172 @@
+package pgx_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/jobwatch/jobwatch"
+	"github.com/jobwatch/jobwatch/backends/internal/pgtest"
+	jwpgx "github.com/jobwatch/jobwatch/backends/pgx"
+	"github.com/jobwatch/jobwatch/statemachine"
+)
+
+// testCtx is bounded so a hung database fails the test instead of the run.
+func testCtx(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// openPool opens a pool on dsn, closed at cleanup.
+func openPool(t *testing.T, dsn string) *pgxpool.Pool {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.MaxConns = 16
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("pool: %v", err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+// env is one isolated installation: a fresh schema, and a prefix equal to
+// the schema's name so that its channel is not shared with parallel tests.
+type env struct {
+	t      *testing.T
+	ctx    context.Context
+	pool   *pgxpool.Pool
+	b      *jwpgx.Backend
+	schema string
+}
+
+func newEnv(t *testing.T, opts ...jwpgx.Option) *env {
+	t.Helper()
+	return newEnvDSN(t, pgtest.DSN(), opts...)
+}
+
+func newEnvDSN(t *testing.T, dsn string, opts ...jwpgx.Option) *env {
+	t.Helper()
+	schema := pgtest.Schema(t)
+	pool := openPool(t, dsn)
+	opts = append([]jwpgx.Option{jwpgx.WithSchema(schema), jwpgx.WithPrefix(schema + "_")}, opts...)
+	b, err := jwpgx.New(pool, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, ctx: testCtx(t), pool: pool, b: b, schema: schema}
+	if created, err := b.Install(e.ctx); err != nil || !created {
+		t.Fatalf("Install = %v, %v; want true, nil", created, err)
+	}
+	return e
+}
+
+// enqueue adds n plain jobs.
+func (e *env) enqueue(n int) []jobwatch.JobID {
+	e.t.Helper()
+	jobs := make([]jwpgx.NewJob, n)
+	for i := range jobs {
+		jobs[i] = jwpgx.NewJob{Entrypoint: "test"}
+	}
+	ids, err := e.b.Enqueue(e.ctx, jobs...)
+	if err != nil {
+		e.t.Fatalf("Enqueue: %v", err)
+	}
+	return ids
+}
+
+// jobIn returns a job brought to state st through the real write path.
+func (e *env) jobIn(st statemachine.State) jobwatch.JobID {
+	e.t.Helper()
+	id := e.enqueue(1)[0]
+	var path []statemachine.Event
+	switch st {
+	case statemachine.Queued:
+	case statemachine.Picked:
+		path = []statemachine.Event{statemachine.Claim}
+	case statemachine.Successful:
+		path = []statemachine.Event{statemachine.Claim, statemachine.Complete}
+	case statemachine.Exception:
+		path = []statemachine.Event{statemachine.Claim, statemachine.Error}
+	case statemachine.Canceled:
+		path = []statemachine.Event{statemachine.Cancel}
+	case statemachine.Deleted:
+		path = []statemachine.Event{statemachine.Delete}
+	case statemachine.Failed:
+		path = []statemachine.Event{statemachine.Claim, statemachine.Hold}
+	default:
+		e.t.Fatalf("jobIn(%v)", st)
+	}
+	for _, ev := range path {
+		if err := e.b.Apply(e.ctx, ev, id); err != nil {
+			e.t.Fatalf("jobIn(%v): %s: %v", st, ev, err)
+		}
+	}
+	if got := e.status(id); got != st {
+		e.t.Fatalf("jobIn(%v): job is %v", st, got)
+	}
+	return id
+}
+
+// status is the job's current status per FetchStatuses (None if unknown).
+func (e *env) status(id jobwatch.JobID) statemachine.State {
+	e.t.Helper()
+	sts, err := e.b.FetchStatuses(e.ctx, []jobwatch.JobID{id})
+	if err != nil {
+		e.t.Fatalf("FetchStatuses: %v", err)
+	}
+	if len(sts) == 0 {
+		return statemachine.None
+	}
+	return sts[0].State
+}
+
+// snapshot renders everything stored about a job: its queue row and all its
+// log rows.
+func (e *env) snapshot(id jobwatch.JobID) string {
+	e.t.Helper()
+	var s string
+	err := e.pool.QueryRow(e.ctx, `SELECT
+		COALESCE((SELECT row_to_json(q)::text FROM `+e.b.QueueTable()+` q WHERE id = $1), '-') || ' | ' ||
+		COALESCE((SELECT json_agg(l ORDER BY l.id)::text FROM `+e.b.LogTable()+` l WHERE job_id = $1), '-')`,
+		int64(id)).Scan(&s)
+	if err != nil {
+		e.t.Fatalf("snapshot: %v", err)
+	}
+	return s
+}
+
+// count runs a count(*) query.
+func (e *env) count(sql string, args ...any) int {
+	e.t.Helper()
+	var n int
+	if err := e.pool.QueryRow(e.ctx, sql, args...).Scan(&n); err != nil {
+		e.t.Fatalf("%s: %v", sql, err)
+	}
+	return n
+}
+
+// listen opens a subscription closed at cleanup.
+func (e *env) listen() *jwpgx.Subscription {
+	e.t.Helper()
+	sub, err := e.b.Listen(e.ctx)
+	if err != nil {
+		e.t.Fatalf("Listen: %v", err)
+	}
+	e.t.Cleanup(func() { sub.Close() })
+	return sub.(*jwpgx.Subscription)
+}
+
+// nextWithin calls Next bounded by d.
+func nextWithin(sub jobwatch.Subscription, d time.Duration) (jobwatch.Notification, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	return sub.Next(ctx)
+}
