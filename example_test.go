@@ -93,3 +93,29 @@ func ExampleNotFoundError() {
 	fmt.Println(errors.Is(err, jobwatch.ErrNotFound), err)
 	// Output: true jobwatch: job not found: 12345
 }
+
+func ExampleWatcher_WaitEach() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	queue := fake.New()
+	defer queue.Close()
+	w, err := jobwatch.New(queue, jobwatch.WithNotFoundGrace(10*time.Millisecond))
+	if err != nil {
+		panic(err)
+	}
+	defer w.Close()
+
+	ids, _ := queue.Enqueue(ctx, 1)
+	work(ctx, queue, statemachine.Error, ids...)
+
+	for st, err := range w.WaitEach(ctx, []jobwatch.JobID{ids[0], 999}) {
+		if err != nil {
+			fmt.Println(st.ID, err)
+			continue
+		}
+		fmt.Println(st)
+	}
+	// Output:
+	// 1 exception
+	// 999 jobwatch: job not found: 999
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"sync"
 	"time"
 
@@ -42,10 +43,10 @@ type entry struct {
 	refs     int           // waits holding this entry
 	done     chan struct{} // closed when resolved
 	state    statemachine.State
-	err      error     // ErrNotFound, or nil
-	deadline time.Time // end of the not-found grace
-	found    bool      // some read returned this id
-	wakers   []chan struct{}
+	err      error        // ErrNotFound, or nil
+	deadline time.Time    // end of the not-found grace
+	found    bool         // some read returned this id
+	watchers []*collector // multi-job waits to tell when this settles
 }
 
 // New returns a Watcher on d and starts its background work: the listener
@@ -166,38 +167,74 @@ func (w *Watcher) WaitAll(ctx context.Context, ids []JobID) ([]statemachine.Stat
 // skipped; if none is ever found it returns a *NotFoundError listing all.
 // Errors are those of WaitAll.
 func (w *Watcher) WaitAny(ctx context.Context, ids []JobID) (Status, error) {
-	if err := checkIDs(ids); err != nil {
-		return Status{}, err
+	for st, err := range w.WaitEach(ctx, ids) {
+		if err == nil {
+			return st, nil
+		}
+		if !errors.Is(err, ErrNotFound) {
+			return Status{}, err
+		}
 	}
-	wake := make(chan struct{}, 1)
-	es, err := w.register(ids, wake)
-	if err != nil {
-		return Status{}, err
-	}
-	defer w.release(es, wake)
-	for {
-		settled := 0
-		for _, e := range es {
+	return Status{}, &NotFoundError{IDs: distinct(ids)}
+}
+
+// WaitEach returns an iterator over the distinct jobs of ids in the order
+// they settle, each as soon as it does: (status, nil) for a settled job,
+// (Status{ID: id}, *NotFoundError) for one never found. If waiting stops
+// early, the last pair carries the reason: ctx's error or ErrClosed (with a
+// zero Status). Breaking out of the loop drops the remaining waits at once.
+// Bad input (see WaitAll) yields one pair with ErrInvalidID.
+//
+// All waits are registered when iteration starts, so the watcher reads
+// their statuses in one batch. The iterator is single-use.
+func (w *Watcher) WaitEach(ctx context.Context, ids []JobID) iter.Seq2[Status, error] {
+	return func(yield func(Status, error) bool) {
+		if err := checkIDs(ids); err != nil {
+			yield(Status{}, err)
+			return
+		}
+		c := newCollector()
+		es, err := w.register(distinct(ids), c)
+		if err != nil {
+			yield(Status{}, err)
+			return
+		}
+		defer w.release(es, c)
+		for left := len(es); left > 0; {
 			select {
-			case <-e.done:
-				if e.err == nil {
-					return Status{ID: e.id, State: e.state}, nil
+			case <-c.signal:
+			case <-ctx.Done():
+				yield(Status{}, ctx.Err())
+				return
+			case <-w.done:
+				yield(Status{}, ErrClosed)
+				return
+			}
+			for _, e := range c.drain() {
+				left--
+				st, err := Status{ID: e.id, State: e.state}, error(nil)
+				if e.err != nil {
+					err = &NotFoundError{IDs: []JobID{e.id}}
 				}
-				settled++
-			default:
+				if !yield(st, err) {
+					return
+				}
 			}
 		}
-		if settled == len(es) {
-			return Status{}, &NotFoundError{IDs: append([]JobID(nil), ids...)}
-		}
-		select {
-		case <-wake:
-		case <-ctx.Done():
-			return Status{}, ctx.Err()
-		case <-w.done:
-			return Status{}, ErrClosed
+	}
+}
+
+// distinct returns ids without repeats, in first-seen order.
+func distinct(ids []JobID) []JobID {
+	seen := make(map[JobID]struct{}, len(ids))
+	out := make([]JobID, 0, len(ids))
+	for _, id := range ids {
+		if _, dup := seen[id]; !dup {
+			seen[id] = struct{}{}
+			out = append(out, id)
 		}
 	}
+	return out
 }
 
 // Close stops the Watcher: pending and later waits return ErrClosed, the
@@ -259,7 +296,7 @@ func (w *Watcher) Stats() Stats {
 // register adds one wait per id (duplicates included) and returns the
 // entries in input order. New ids are queued for a status read after the
 // debounce: that read is what resolves a job that finished before the wait.
-func (w *Watcher) register(ids []JobID, wake chan struct{}) ([]*entry, error) {
+func (w *Watcher) register(ids []JobID, c *collector) ([]*entry, error) {
 	now := time.Now()
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -277,8 +314,8 @@ func (w *Watcher) register(ids []JobID, wake chan struct{}) ([]*entry, error) {
 			fresh = true
 		}
 		e.refs++
-		if wake != nil {
-			e.wakers = append(e.wakers, wake)
+		if c != nil {
+			e.watchers = append(e.watchers, c)
 		}
 		es[i] = e
 	}
@@ -292,14 +329,14 @@ func (w *Watcher) register(ids []JobID, wake chan struct{}) ([]*entry, error) {
 
 // release ends the waits of register. An entry no wait holds any more is
 // forgotten at once, so a cancelled wait costs nothing afterwards.
-func (w *Watcher) release(es []*entry, wake chan struct{}) {
+func (w *Watcher) release(es []*entry, c *collector) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.waiters -= len(es)
 	for _, e := range es {
 		e.refs--
-		if wake != nil {
-			e.wakers = removeWaker(e.wakers, wake)
+		if c != nil {
+			e.watchers = removeCollector(e.watchers, c)
 		}
 		if e.refs == 0 && w.pending[e.id] == e {
 			delete(w.pending, e.id)
@@ -308,15 +345,15 @@ func (w *Watcher) release(es []*entry, wake chan struct{}) {
 	}
 }
 
-func removeWaker(ws []chan struct{}, wake chan struct{}) []chan struct{} {
-	for i, c := range ws {
-		if c == wake {
-			ws[i] = ws[len(ws)-1]
-			ws[len(ws)-1] = nil
-			return ws[:len(ws)-1]
+func removeCollector(cs []*collector, c *collector) []*collector {
+	for i, x := range cs {
+		if x == c {
+			cs[i] = cs[len(cs)-1]
+			cs[len(cs)-1] = nil
+			return cs[:len(cs)-1]
 		}
 	}
-	return ws
+	return cs
 }
 
 // resolve settles e. Called with w.mu held.
@@ -325,13 +362,10 @@ func (w *Watcher) resolve(e *entry, state statemachine.State, err error, why cau
 	w.sched.forget(e.id)
 	e.state, e.err = state, err
 	close(e.done)
-	for _, c := range e.wakers {
-		select {
-		case c <- struct{}{}:
-		default:
-		}
+	for _, c := range e.watchers {
+		c.push(e)
 	}
-	e.wakers = nil
+	e.watchers = nil
 	if err != nil {
 		w.stats.NotFound++
 	}

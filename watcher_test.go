@@ -533,3 +533,66 @@ func TestResyncFloodIsRateLimited(t *testing.T) {
 		t.Errorf("reads = %+v for 20 resyncs in one window, want 1", r)
 	}
 }
+
+func TestWaitEachYieldsInSettleOrder(t *testing.T) {
+	b := newFake(t)
+	w := newWatcher(t, b, jobwatch.WithDebounce(0))
+	ids := mustEnqueue(t, b, 3)
+	mustApply(t, b, succeed, ids[2])
+	ctx := bounded(t, 10*time.Second)
+	var got []jobwatch.Status
+	for st, err := range w.WaitEach(ctx, []jobwatch.JobID{ids[0], ids[1], ids[0], ids[2]}) {
+		if err != nil {
+			t.Fatalf("WaitEach: %v", err)
+		}
+		got = append(got, st)
+		switch len(got) { // settle the next one only now, to fix the order
+		case 1:
+			mustApply(t, b, []statemachine.Event{statemachine.Cancel}, ids[0])
+		case 2:
+			mustApply(t, b, []statemachine.Event{statemachine.Delete}, ids[1])
+		}
+	}
+	want := []jobwatch.Status{{ID: ids[2], State: statemachine.Successful}, {ID: ids[0], State: statemachine.Canceled}, {ID: ids[1], State: statemachine.Deleted}}
+	if len(got) != len(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("[%d] = %v, want %v", i, got[i], want[i])
+		}
+	}
+}
+
+func TestWaitEachReportsNotFoundAndStopsEarly(t *testing.T) {
+	b := newFake(t)
+	w := newWatcher(t, b, jobwatch.WithDebounce(0), jobwatch.WithNotFoundGrace(0))
+	ids := mustEnqueue(t, b, 2)
+	ctx := bounded(t, 10*time.Second)
+	var pairs int
+	for st, err := range w.WaitEach(ctx, []jobwatch.JobID{777, ids[0], ids[1]}) {
+		pairs++
+		if !errors.Is(err, jobwatch.ErrNotFound) || st.ID != 777 {
+			t.Fatalf("first pair = %v, %v; want 777 not found", st, err)
+		}
+		break
+	}
+	if s := w.Stats(); pairs != 1 || s.Pending != 0 || s.Waiters != 0 {
+		t.Errorf("after break: %d pairs, stats %+v", pairs, s)
+	}
+
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	var last error
+	for _, err := range w.WaitEach(short, ids) {
+		last = err
+	}
+	if !errors.Is(last, context.DeadlineExceeded) {
+		t.Errorf("last pair error = %v, want the ctx's", last)
+	}
+	for _, err := range w.WaitEach(ctx, nil) {
+		if !errors.Is(err, jobwatch.ErrInvalidID) {
+			t.Errorf("empty list: %v", err)
+		}
+	}
+}
