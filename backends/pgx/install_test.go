@@ -7,8 +7,8 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/jobwatch/jobwatch/backends/internal/pgtest"
 	jwpgx "github.com/jobwatch/jobwatch/backends/pgx"
+	"github.com/jobwatch/jobwatch/internal/pgtest"
 	"github.com/jobwatch/jobwatch/statemachine"
 )
 

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/jobwatch/jobwatch"
-	"github.com/jobwatch/jobwatch/backends/internal/pgtest"
 	jwpgx "github.com/jobwatch/jobwatch/backends/pgx"
+	"github.com/jobwatch/jobwatch/internal/pgtest"
 	"github.com/jobwatch/jobwatch/statemachine"
 )
 

@@ -2,119 +2,146 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"io"
-	"math/rand/v2"
+	mrand "math/rand/v2"
 	"sync"
 	"time"
 
 	"github.com/jobwatch/jobwatch"
-	"github.com/jobwatch/jobwatch/backends/fake"
 	"github.com/jobwatch/jobwatch/statemachine"
 )
 
 type demoConfig struct {
+	conn          connFlags
 	jobs, workers int
 	failRate      float64
 }
 
-// runDemo enqueues jobs on an in-memory queue, works them with a few
-// workers (some fail, some are held and requeued, some canceled), and waits
-// for all of them with a Watcher.
+// runDemo enqueues jobs, works them with a few workers (some raise, some
+// are canceled, some held and requeued), and waits for all of them with a
+// Watcher, drawing a progress bar and a summary. In memory unless --dsn is
+// given; on a database it uses a prefix of its own and drops it afterwards.
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
 	var cfg demoConfig
 	fs := newFlags("demo", stderr)
+	cfg.conn.register(fs)
+	// The demo stays in memory unless told otherwise, whatever $DATABASE_URL says.
+	cfg.conn.dsn = ""
+	fs.Lookup("dsn").DefValue = ""
+	fs.Lookup("dsn").Usage = "run on this PostgreSQL (own prefix, dropped afterwards) instead of in memory"
 	fs.IntVar(&cfg.jobs, "jobs", 200, "number of jobs to enqueue")
 	fs.IntVar(&cfg.workers, "workers", 4, "number of workers")
 	fs.Float64Var(&cfg.failRate, "fail-rate", 0.1, "fraction of jobs that raise an exception (0..1)")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseArgsOnly(fs, args); err != nil {
 		return exitUsage, err
 	}
 	switch {
-	case fs.NArg() > 0:
-		return exitUsage, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
-	case cfg.jobs < 1 || cfg.jobs > 1_000_000:
-		return exitUsage, fmt.Errorf("%w: --jobs must be between 1 and 1000000", errUsage)
+	case cfg.jobs < 1 || cfg.jobs > 100_000:
+		return exitUsage, fmt.Errorf("%w: --jobs must be between 1 and 100000", errUsage)
 	case cfg.workers < 1 || cfg.workers > 1000:
 		return exitUsage, fmt.Errorf("%w: --workers must be between 1 and 1000", errUsage)
 	case !(cfg.failRate >= 0 && cfg.failRate <= 1):
 		return exitUsage, fmt.Errorf("%w: --fail-rate must be between 0 and 1", errUsage)
 	}
-	return demo(ctx, cfg, stdout, stderr)
+	q, cleanup, err := cfg.openQueue(ctx, stdout)
+	if err != nil {
+		return exitDB, err
+	}
+	defer cleanup()
+	return cfg.run(ctx, q, stdout, stderr)
 }
 
-func demo(ctx context.Context, cfg demoConfig, stdout, stderr io.Writer) (int, error) {
-	queue := fake.New()
-	defer queue.Close()
-	w, err := jobwatch.New(queue)
+// openQueue returns the in-memory queue, or without it one on the database
+// under a fresh prefix that cleanup drops again.
+func (cfg *demoConfig) openQueue(ctx context.Context, stdout io.Writer) (demoQueue, func(), error) {
+	if cfg.conn.dsn == "" {
+		q := newMemQueue()
+		fmt.Fprintln(stdout, "queue: in memory (give --dsn to use PostgreSQL)")
+		return q, func() { q.Close() }, nil
+	}
+	var tag [4]byte
+	_, _ = rand.Read(tag[:])
+	cfg.conn.prefix = "jobwatch_demo_" + hex.EncodeToString(tag[:]) + "_"
+	q, closeDB, err := cfg.conn.open(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, err := q.Install(ctx); err != nil {
+		closeDB()
+		return nil, nil, cfg.conn.redact(&dbError{err})
+	}
+	fmt.Fprintf(stdout, "queue: PostgreSQL, tables prefixed %q (dropped at the end)\n", cfg.conn.prefix)
+	cleanup := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = q.Uninstall(ctx)
+		closeDB()
+	}
+	return pgDemoQueue{q}, cleanup, nil
+}
+
+func (cfg demoConfig) run(ctx context.Context, q demoQueue, stdout, stderr io.Writer) (int, error) {
+	w, err := jobwatch.New(q)
 	if err != nil {
 		return exitUsage, err
 	}
 	defer w.Close()
-
-	ids, err := queue.Enqueue(ctx, cfg.jobs)
+	ids, err := q.enqueue(ctx, cfg.jobs)
 	if err != nil {
-		return exitUsage, err
+		return exitDB, cfg.conn.redact(&dbError{err})
 	}
-	fmt.Fprintf(stdout, "enqueued %d jobs on the in-memory queue; %d workers\n", len(ids), cfg.workers)
+	fmt.Fprintf(stdout, "enqueued %d jobs; %d workers\n", len(ids), cfg.workers)
 
 	start := time.Now()
-	work := make(chan jobwatch.JobID, len(ids))
-	for _, id := range ids {
-		work <- id
-	}
 	stop := make(chan struct{})
 	var workers sync.WaitGroup
 	for range cfg.workers {
 		workers.Add(1)
-		go func() { defer workers.Done(); demoWorker(ctx, queue, work, stop, cfg.failRate) }()
+		go func() { defer workers.Done(); demoWorker(ctx, q, stop, cfg.failRate) }()
 	}
 	defer workers.Wait()
 	defer close(stop)
 
-	bar := newProgress(stderr, len(ids))
+	bar := newProgress(stderr, len(ids), "auto")
 	counts := map[statemachine.State]int{}
-	var mu sync.Mutex
-	var waits sync.WaitGroup
-	for _, id := range ids {
-		waits.Add(1)
-		go func() {
-			defer waits.Done()
-			st, err := w.Wait(ctx, id)
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			counts[st]++
-			mu.Unlock()
-			bar.add(1)
-		}()
+	for st, err := range w.WaitEach(ctx, ids) {
+		if err != nil {
+			bar.done()
+			return exitInterrupt, err
+		}
+		counts[st.State]++
+		bar.add(1)
 	}
-	waits.Wait()
 	bar.done()
-	if err := ctx.Err(); err != nil {
-		return exitUnsettle, err
-	}
 	printSummary(stdout, counts, time.Since(start), w.Stats())
 	return exitOK, nil // failed jobs are part of the show, not a failure of it
 }
 
 // demoWorker claims jobs and ends each one like a real worker might. A held
-// job is requeued and put back on the queue, showing that held is not final.
-func demoWorker(ctx context.Context, queue *fake.Backend, work chan jobwatch.JobID, stop <-chan struct{}, failRate float64) {
+// job is requeued at once, showing that held is not final.
+func demoWorker(ctx context.Context, q demoQueue, stop <-chan struct{}, failRate float64) {
+	idle := time.NewTicker(5 * time.Millisecond)
+	defer idle.Stop()
 	for {
-		var id jobwatch.JobID
+		id, ok, err := q.claim(ctx)
+		if err != nil || !ok {
+			select {
+			case <-idle.C:
+				continue
+			case <-stop:
+				return
+			}
+		}
 		select {
-		case id = <-work:
+		case <-time.After(time.Duration(1+mrand.IntN(10)) * time.Millisecond): // the job's work
 		case <-stop:
 			return
 		}
-		if err := queue.Apply(ctx, statemachine.Claim, id); err != nil {
-			continue
-		}
-		time.Sleep(time.Duration(1+rand.IntN(10)) * time.Millisecond) // the job's work
 		ev := statemachine.Complete
-		switch r := rand.Float64(); {
+		switch r := mrand.Float64(); {
 		case r < failRate:
 			ev = statemachine.Error
 		case r < failRate+0.05:
@@ -122,16 +149,8 @@ func demoWorker(ctx context.Context, queue *fake.Backend, work chan jobwatch.Job
 		case r < failRate+0.10:
 			ev = statemachine.Hold
 		}
-		if err := queue.Apply(ctx, ev, id); err != nil || ev != statemachine.Hold {
-			continue
-		}
-		// An operator looks at the held job and requeues it.
-		if queue.Apply(ctx, statemachine.Requeue, id) == nil {
-			select {
-			case work <- id:
-			case <-stop:
-				return
-			}
+		if q.apply(ctx, ev, id) == nil && ev == statemachine.Hold {
+			_ = q.apply(ctx, statemachine.Requeue, id) // an operator looks and requeues it
 		}
 	}
 }
@@ -144,6 +163,6 @@ func printSummary(w io.Writer, counts map[statemachine.State]int, elapsed time.D
 			fmt.Fprintf(w, "%-12s %6d\n", st, counts[st])
 		}
 	}
-	fmt.Fprintf(w, "\nwatcher: %d notifications, %d status reads (%d ids), resolved by notification %d, by wait %d, by poll %d\n",
-		s.Notifications, s.Reads.Total(), s.IDsRead, s.Resolved.Notification, s.Resolved.Wait, s.Resolved.Poll)
+	fmt.Fprintf(w, "\nwatcher: %d notifications, %d status reads (%d ids); resolved by notification %d, by the wait's own read %d, by poll %d\n",
+		s.Notifications, s.Reads.Total(), s.IDsRead, s.Resolved.Notification+s.Resolved.Resync, s.Resolved.Wait, s.Resolved.Poll)
 }

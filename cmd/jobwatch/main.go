@@ -14,13 +14,18 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 )
 
 // Exit statuses shared by every command.
 const (
-	exitOK       = 0
-	exitUnsettle = 1 // a job settled other than successful
-	exitUsage    = 2
+	exitOK        = 0
+	exitUnsettled = 1 // a job settled other than successful
+	exitUsage     = 2 // bad usage or input
+	exitTimeout   = 3 // the timeout hit before every job settled
+	exitNotFound  = 4 // a job was never found
+	exitDB        = 5 // the database is unreachable, or a driver error
+	exitInterrupt = 130
 )
 
 // errUsage marks errors caused by bad command-line input.
@@ -33,7 +38,12 @@ type command struct {
 
 func commands() []command {
 	return []command{
-		{"demo", "watch an in-memory queue work through jobs", runDemo},
+		{"wait", "wait until jobs settle, printing each as it does", runWait},
+		{"status", "print jobs' current status without waiting", runStatus},
+		{"install", "create the PgQueuer-compatible tables (or --check for them)", runInstall},
+		{"uninstall", "drop the queue's tables (needs --yes)", runUninstall},
+		{"enqueue", "enqueue jobs and print their ids", runEnqueue},
+		{"demo", "watch a queue work through jobs (in memory unless --dsn)", runDemo},
 	}
 }
 
@@ -58,15 +68,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		code, err := c.run(ctx, args[1:], stdout, stderr)
 		switch {
+		case err == nil:
+			return code
 		case errors.Is(err, flag.ErrHelp):
 			return exitOK
-		case errors.Is(err, errUsage):
-			fmt.Fprintf(stderr, "jobwatch %s: %v\n", c.name, err)
-			return exitUsage
-		case err != nil:
-			fmt.Fprintf(stderr, "jobwatch %s: %v\n", c.name, err)
 		}
-		return code
+		fmt.Fprintf(stderr, "jobwatch %s: %v\n", c.name, oneLine(err))
+		return exitFor(err)
 	}
 	fmt.Fprintf(stderr, "jobwatch: unknown command %q (see jobwatch help)\n", args[0])
 	return exitUsage
@@ -79,6 +87,12 @@ func usage(w io.Writer) {
 		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w, "\nRun 'jobwatch <command> --help' for a command's flags.")
+}
+
+// oneLine keeps an error message on one line: a driver's multi-line detail
+// must not spill into output that scripts read.
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(err.Error()), " ")
 }
 
 // newFlags returns a flag set that reports errors instead of exiting.
@@ -95,6 +109,17 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 			return err
 		}
 		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	return nil
+}
+
+// parseArgsOnly parses flags and refuses positional arguments.
+func parseArgsOnly(fs *flag.FlagSet, args []string) error {
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected argument %q", errUsage, truncate(fs.Arg(0)))
 	}
 	return nil
 }

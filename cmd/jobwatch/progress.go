@@ -20,8 +20,11 @@ type progress struct {
 	drawn time.Time
 }
 
-func newProgress(w io.Writer, total int) *progress {
-	return &progress{w: w, on: isTerminal(w) && total > 1, total: total}
+// newProgress returns a bar for total jobs. mode is "always", "never", or
+// "auto": only on a terminal and for more than one job.
+func newProgress(w io.Writer, total int, mode string) *progress {
+	on := mode == "always" || (mode == "auto" && isTerminal(w) && total > 1)
+	return &progress{w: w, on: on, total: total}
 }
 
 // isTerminal reports whether w is a character device, such as a terminal.

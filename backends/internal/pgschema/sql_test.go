@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/jobwatch/jobwatch/backends/internal/pgschema"
-	"github.com/jobwatch/jobwatch/backends/internal/pgtest"
+	"github.com/jobwatch/jobwatch/internal/pgtest"
 	"github.com/jobwatch/jobwatch/statemachine"
 )
 

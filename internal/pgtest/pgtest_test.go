@@ -9,7 +9,7 @@ import (
 	pgxv5 "github.com/jackc/pgx/v5"
 	"go.uber.org/goleak"
 
-	"github.com/jobwatch/jobwatch/backends/internal/pgtest"
+	"github.com/jobwatch/jobwatch/internal/pgtest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

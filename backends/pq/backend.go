@@ -1,0 +1,342 @@
+// Package pq is the jobwatch backend for lib/pq: a jobwatch.Driver over a
+// *sqlx.DB (any database/sql pool on the lib/pq driver), the
+// PgQueuer-compatible installer, and the job lifecycle (enqueue, claim,
+// complete, ...) with every write in one transaction.
+//
+// Queries go through the sqlx pool. Listening needs a connection of its
+// own, which lib/pq's Listener opens from the DSN given to New: each
+// subscription gets a dedicated pq.Listener, tagged with a distinctive
+// application_name, drained by one goroutine into a bounded buffer (an
+// overflow collapses into a single Resync), and checked end to end while
+// idle: after each health-check interval without traffic it sends a probe
+// notification from the pool and expects it back on the listening
+// connection. A lost connection makes Next fail (the Watcher then listens
+// again, with its own jittered backoff, and re-reads every waited job);
+// lib/pq's in-place reconnection is not relied on.
+//
+// The SQL is shared with backends/pgx (backends/internal/pgschema), so both
+// read and write the same tables the same way.
+package pq
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	libpq "github.com/lib/pq"
+
+	"github.com/jobwatch/jobwatch"
+	"github.com/jobwatch/jobwatch/backends/internal/pgschema"
+)
+
+// Sentinel errors, matched with errors.Is. They are shared with the other
+// PostgreSQL backend (the same values).
+var (
+	// ErrInvalidIdentifier: a prefix or schema that cannot name the objects.
+	ErrInvalidIdentifier = pgschema.ErrInvalidIdentifier
+	// ErrPartialInstall: some but not all of the queue's objects exist.
+	ErrPartialInstall = pgschema.ErrPartialInstall
+	// ErrUnknownJob: a transition named a job the database has never seen.
+	// It also matches statemachine.ErrIllegalTransition.
+	ErrUnknownJob = pgschema.ErrUnknownJob
+	// ErrDuplicate: an enqueued job's dedupe key is already taken by a
+	// queued or picked job.
+	ErrDuplicate = pgschema.ErrDuplicate
+	// ErrInvalidJob: a NewJob or ClaimRequest that cannot be written.
+	ErrInvalidJob = pgschema.ErrInvalidJob
+	// ErrInvalidOption: an option, DSN or handle New rejects.
+	ErrInvalidOption = errors.New("jobwatch/pq: invalid option")
+	// ErrSubscriptionClosed is returned by Next after Close.
+	ErrSubscriptionClosed = errors.New("jobwatch/pq: subscription closed")
+	// ErrUnhealthy: the listening connection failed its health check.
+	ErrUnhealthy = errors.New("jobwatch/pq: listener health check failed")
+)
+
+// NewJob is a job to enqueue: Entrypoint (required), Payload (empty is
+// stored as NULL), Priority (higher first), ExecuteAfter (a delay, >= 0),
+// DedupeKey (optional; unique among queued and picked jobs) and Headers
+// (stored as JSON).
+type NewJob = pgschema.NewJob
+
+// Job is a row of the queue table, as Claim returns it.
+type Job = pgschema.Job
+
+// ClaimRequest asks Claim for up to Limit queued jobs of Entrypoints whose
+// execute_after has passed; QueueManagerID (a UUID, zero for NULL) is
+// recorded on them.
+type ClaimRequest = pgschema.ClaimRequest
+
+// DefaultHealthCheck is the default idle interval after which a
+// subscription checks its connection.
+const DefaultHealthCheck = 5 * time.Second
+
+// Option configures New.
+type Option func(*options)
+
+type options struct {
+	prefix, schema string
+	health         time.Duration
+	logger         *slog.Logger
+}
+
+// WithPrefix prepends prefix to every object name and to the channel, as
+// PgQueuer's PGQUEUER_PREFIX does. Letters, digits, '_' and '-' only; at
+// most pgschema.MaxPrefixBytes (31) bytes.
+func WithPrefix(prefix string) Option { return func(o *options) { o.prefix = prefix } }
+
+// WithSchema qualifies every object with schema. Without it names resolve
+// through the connection's search_path, as PgQueuer's do.
+func WithSchema(schema string) Option { return func(o *options) { o.schema = schema } }
+
+// WithHealthCheck sets how long a subscription may sit idle before it checks
+// its connection end to end (and how long the check may take). 0 disables
+// the check; negative is an error. Default DefaultHealthCheck.
+func WithHealthCheck(interval time.Duration) Option {
+	return func(o *options) { o.health = interval }
+}
+
+// WithLogger sets the logger (default: discard). Subscriptions log ignored
+// notifications at debug level, and failed health checks, lost connections
+// and buffer overflows at warn level. No message ever holds the DSN or its
+// password.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// Backend is the lib/pq backend: a jobwatch.Driver and the job lifecycle
+// over a sqlx pool, plus a DSN for the listening connections. It is safe for
+// concurrent use. It does not own the pool.
+type Backend struct {
+	db     *sqlx.DB
+	dsn    dsnInfo
+	names  pgschema.Names
+	health time.Duration
+	log    *slog.Logger
+
+	// bufferSize bounds each subscription's buffer of undelivered
+	// notifications (tests shrink it).
+	bufferSize int
+
+	mu   sync.Mutex
+	subs map[*Subscription]struct{}
+}
+
+var _ jobwatch.Driver = (*Backend)(nil)
+
+// New returns a backend that queries through db and listens on connections
+// it opens itself from dsn (lib/pq's Listener needs a DSN: a URL or
+// key=value string, as for sql.Open("postgres", dsn); it should name the
+// same database as db). It validates the options and the DSN (an error
+// matches ErrInvalidOption or ErrInvalidIdentifier, and never contains the
+// DSN's password) and touches no database.
+func New(db *sqlx.DB, dsn string, opts ...Option) (*Backend, error) {
+	if db == nil {
+		return nil, fmt.Errorf("%w: nil *sqlx.DB", ErrInvalidOption)
+	}
+	info, err := parseDSN(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("%w: dsn: %s", ErrInvalidOption, err)
+	}
+	o := options{health: DefaultHealthCheck}
+	for _, opt := range opts {
+		if opt == nil {
+			return nil, fmt.Errorf("%w: nil option", ErrInvalidOption)
+		}
+		opt(&o)
+	}
+	if o.health < 0 {
+		return nil, fmt.Errorf("%w: negative health-check interval %v", ErrInvalidOption, o.health)
+	}
+	names, err := pgschema.NewNames(o.prefix, o.schema)
+	if err != nil {
+		return nil, err
+	}
+	if o.logger == nil {
+		o.logger = slog.New(slog.DiscardHandler)
+	}
+	return &Backend{db: db, dsn: info, names: names, health: o.health, log: o.logger,
+		bufferSize: defaultBufferSize, subs: map[*Subscription]struct{}{}}, nil
+}
+
+// Channel returns the NOTIFY channel, verbatim.
+func (b *Backend) Channel() string { return b.names.Channel }
+
+// QueueTable returns the quoted, qualified queue table name, for callers
+// writing their own SQL.
+func (b *Backend) QueueTable() string { return b.names.QueueTable() }
+
+// LogTable returns the quoted, qualified log table name.
+func (b *Backend) LogTable() string { return b.names.LogTable() }
+
+// fail wraps an error of operation op, redacting the DSN's secrets.
+func (b *Backend) fail(op string, err error) error {
+	return b.dsn.redactErr(fmt.Errorf("jobwatch/pq: %s: %w", op, err))
+}
+
+// Install creates the queue's objects (design.md section 5: PgQueuer's
+// enum, tables, indexes, trigger function and trigger, in the schema, which
+// it creates when missing) in one transaction under an advisory lock, so
+// concurrent installers do not race. It reports created=false, and changes
+// nothing, when every object already exists; a partial installation is left
+// untouched with an error matching ErrPartialInstall.
+func (b *Backend) Install(ctx context.Context) (created bool, err error) {
+	err = b.inTx(ctx, func(tx *sqlx.Tx) error {
+		if _, err := tx.ExecContext(ctx, b.names.LockSQL()); err != nil {
+			return err
+		}
+		var st pgschema.Installation
+		if err := tx.QueryRowxContext(ctx, b.names.StateSQL()).Scan(st.ScanDest()...); err != nil {
+			return err
+		}
+		if st.Complete() {
+			return nil
+		}
+		if err := st.Check(); err != nil {
+			return err
+		}
+		if !st.SchemaExists {
+			if _, err := tx.ExecContext(ctx, b.names.CreateSchemaSQL()); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.ExecContext(ctx, b.names.InstallSQL()); err != nil {
+			return err
+		}
+		created = true
+		return nil
+	})
+	if err != nil {
+		return false, b.fail("install", err)
+	}
+	return created, nil
+}
+
+// Uninstall drops every object of the queue that exists (the status enum
+// with CASCADE), in one transaction under the installer's advisory lock.
+// The schema itself is kept.
+func (b *Backend) Uninstall(ctx context.Context) error {
+	err := b.inTx(ctx, func(tx *sqlx.Tx) error {
+		if _, err := tx.ExecContext(ctx, b.names.LockSQL()); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, b.names.UninstallSQL())
+		return err
+	})
+	if err != nil {
+		return b.fail("uninstall", err)
+	}
+	return nil
+}
+
+// Installed reports whether every object of the queue exists. A partial
+// installation returns false and an error matching ErrPartialInstall.
+func (b *Backend) Installed(ctx context.Context) (bool, error) {
+	var st pgschema.Installation
+	if err := b.db.QueryRowxContext(ctx, b.names.StateSQL()).Scan(st.ScanDest()...); err != nil {
+		return false, b.fail("installed", err)
+	}
+	if err := st.Check(); err != nil {
+		return false, err
+	}
+	return st.Complete(), nil
+}
+
+// FetchStatuses implements jobwatch.Driver: one query, the status of each
+// id's newest log row; unknown ids are omitted.
+func (b *Backend) FetchStatuses(ctx context.Context, ids []jobwatch.JobID) ([]jobwatch.Status, error) {
+	if len(ids) == 0 {
+		return []jobwatch.Status{}, nil
+	}
+	arg := make([]int64, len(ids))
+	for i, id := range ids {
+		arg[i] = int64(id)
+	}
+	rows, err := b.db.QueryxContext(ctx, b.names.FetchStatusesSQL(), libpq.Array(arg))
+	if err != nil {
+		return nil, b.fail("fetch statuses", err)
+	}
+	defer rows.Close()
+	out := make([]jobwatch.Status, 0, len(ids))
+	for rows.Next() {
+		var (
+			id     int64
+			status string
+		)
+		if err := rows.Scan(&id, &status); err != nil {
+			return nil, b.fail("fetch statuses", err)
+		}
+		s, err := pgschema.ParseStatus(id, status)
+		if err != nil {
+			return nil, b.fail("fetch statuses", err)
+		}
+		out = append(out, s)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, b.fail("fetch statuses", err)
+	}
+	return out, nil
+}
+
+// NotifyRaw sends payload on the channel with pg_notify, from the pool. It
+// is what the trigger and PgQueuer do; tests use it to send garbage.
+func (b *Backend) NotifyRaw(ctx context.Context, payload string) error {
+	if _, err := b.db.ExecContext(ctx, b.names.NotifySQL(), payload); err != nil {
+		return b.fail("notify", err)
+	}
+	return nil
+}
+
+// ListenerPIDs returns the server process ids of the open subscriptions'
+// connections (for pg_stat_activity, pg_terminate_backend, diagnostics). A
+// subscription whose pid could not be read when it started (see
+// Subscription.PID) is left out.
+func (b *Backend) ListenerPIDs() []uint32 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]uint32, 0, len(b.subs))
+	for s := range b.subs {
+		if s.pid != 0 {
+			out = append(out, s.pid)
+		}
+	}
+	return out
+}
+
+func (b *Backend) register(s *Subscription) {
+	b.mu.Lock()
+	b.subs[s] = struct{}{}
+	b.mu.Unlock()
+}
+
+func (b *Backend) unregister(s *Subscription) {
+	b.mu.Lock()
+	delete(b.subs, s)
+	b.mu.Unlock()
+}
+
+// marshalTraceback encodes a traceback for the log's jsonb column.
+func marshalTraceback(tb any) (string, error) {
+	switch v := tb.(type) {
+	case nil:
+		return "", nil
+	case json.RawMessage:
+		if len(v) == 0 {
+			return "", nil
+		}
+		if !json.Valid(v) {
+			return "", fmt.Errorf("%w: traceback is not valid JSON", ErrInvalidJob)
+		}
+		return string(v), nil
+	}
+	b, err := json.Marshal(tb)
+	if err != nil {
+		return "", fmt.Errorf("%w: traceback: %v", ErrInvalidJob, err)
+	}
+	if string(b) == "null" {
+		return "", nil
+	}
+	return string(b), nil
+}

@@ -1,0 +1,203 @@
+package pq_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/jobwatch/jobwatch"
+	jwpq "github.com/jobwatch/jobwatch/backends/pq"
+	"github.com/jobwatch/jobwatch/internal/pgtest"
+	"github.com/jobwatch/jobwatch/statemachine"
+)
+
+// testCtx is bounded so a hung database fails the test instead of the run.
+func testCtx(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// openDB opens a sqlx pool on the lib/pq driver, closed at cleanup. The
+// database is shared with other packages' tests, so pools stay small.
+func openDB(t *testing.T, dsn string) *sqlx.DB {
+	t.Helper()
+	db, err := sqlx.Open("postgres", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.SetMaxOpenConns(10)
+	db.SetMaxIdleConns(4)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := db.PingContext(ctx); err != nil {
+		t.Fatalf("cannot reach the test database (set %s; tests never skip): %v", pgtest.EnvDSN, err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return db
+}
+
+// env is one isolated installation: a fresh schema, and a prefix equal to
+// the schema's name so that its channel is not shared with parallel tests.
+type env struct {
+	t      *testing.T
+	ctx    context.Context
+	db     *sqlx.DB
+	b      *jwpq.Backend
+	schema string
+	prefix string
+}
+
+func newEnv(t *testing.T, opts ...jwpq.Option) *env {
+	t.Helper()
+	return newEnvDSN(t, pgtest.DSN(), opts...)
+}
+
+// newEnvDSN queries through the test database directly and listens through
+// listenDSN.
+func newEnvDSN(t *testing.T, listenDSN string, opts ...jwpq.Option) *env {
+	t.Helper()
+	schema := pgtest.Schema(t)
+	db := openDB(t, pgtest.DSN())
+	prefix := schema + "_"
+	opts = append([]jwpq.Option{jwpq.WithSchema(schema), jwpq.WithPrefix(prefix)}, opts...)
+	b, err := jwpq.New(db, listenDSN, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, ctx: testCtx(t), db: db, b: b, schema: schema, prefix: prefix}
+	if created, err := b.Install(e.ctx); err != nil || !created {
+		t.Fatalf("Install = %v, %v; want true, nil", created, err)
+	}
+	return e
+}
+
+// enqueue adds n plain jobs.
+func (e *env) enqueue(n int) []jobwatch.JobID {
+	e.t.Helper()
+	jobs := make([]jwpq.NewJob, n)
+	for i := range jobs {
+		jobs[i] = jwpq.NewJob{Entrypoint: "test"}
+	}
+	ids, err := e.b.Enqueue(e.ctx, jobs...)
+	if err != nil {
+		e.t.Fatalf("Enqueue: %v", err)
+	}
+	return ids
+}
+
+// pathTo is the shortest event sequence from queued to st.
+func pathTo(st statemachine.State) []statemachine.Event {
+	switch st {
+	case statemachine.Picked:
+		return []statemachine.Event{statemachine.Claim}
+	case statemachine.Successful:
+		return []statemachine.Event{statemachine.Claim, statemachine.Complete}
+	case statemachine.Exception:
+		return []statemachine.Event{statemachine.Claim, statemachine.Error}
+	case statemachine.Canceled:
+		return []statemachine.Event{statemachine.Cancel}
+	case statemachine.Deleted:
+		return []statemachine.Event{statemachine.Delete}
+	case statemachine.Failed:
+		return []statemachine.Event{statemachine.Claim, statemachine.Hold}
+	}
+	return nil
+}
+
+// jobIn returns a job brought to state st through the real write path.
+func (e *env) jobIn(st statemachine.State) jobwatch.JobID {
+	e.t.Helper()
+	id := e.enqueue(1)[0]
+	for _, ev := range pathTo(st) {
+		if err := e.b.Apply(e.ctx, ev, id); err != nil {
+			e.t.Fatalf("jobIn(%v): %s: %v", st, ev, err)
+		}
+	}
+	if got := e.status(id); got != st {
+		e.t.Fatalf("jobIn(%v): job is %v", st, got)
+	}
+	return id
+}
+
+// status is the job's current status per FetchStatuses (None if unknown).
+func (e *env) status(id jobwatch.JobID) statemachine.State {
+	e.t.Helper()
+	sts, err := e.b.FetchStatuses(e.ctx, []jobwatch.JobID{id})
+	if err != nil {
+		e.t.Fatalf("FetchStatuses: %v", err)
+	}
+	if len(sts) == 0 {
+		return statemachine.None
+	}
+	return sts[0].State
+}
+
+// snapshot renders everything stored about a job: its queue row and all its
+// log rows.
+func (e *env) snapshot(id jobwatch.JobID) string {
+	e.t.Helper()
+	var s string
+	err := e.db.QueryRowxContext(e.ctx, `SELECT
+		COALESCE((SELECT row_to_json(q)::text FROM `+e.b.QueueTable()+` q WHERE id = $1), '-') || ' | ' ||
+		COALESCE((SELECT json_agg(l ORDER BY l.id)::text FROM `+e.b.LogTable()+` l WHERE job_id = $1), '-')`,
+		int64(id)).Scan(&s)
+	if err != nil {
+		e.t.Fatalf("snapshot: %v", err)
+	}
+	return s
+}
+
+// count runs a count(*) query.
+func (e *env) count(sql string, args ...any) int {
+	e.t.Helper()
+	var n int
+	if err := e.db.QueryRowxContext(e.ctx, sql, args...).Scan(&n); err != nil {
+		e.t.Fatalf("%s: %v", sql, err)
+	}
+	return n
+}
+
+// exec runs a statement.
+func (e *env) exec(sql string, args ...any) {
+	e.t.Helper()
+	if _, err := e.db.ExecContext(e.ctx, sql, args...); err != nil {
+		e.t.Fatalf("%s: %v", sql, err)
+	}
+}
+
+// listen opens a subscription closed at cleanup.
+func (e *env) listen() *jwpq.Subscription {
+	e.t.Helper()
+	sub, err := e.b.Listen(e.ctx)
+	if err != nil {
+		e.t.Fatalf("Listen: %v", err)
+	}
+	e.t.Cleanup(func() { _ = sub.Close() })
+	return sub.(*jwpq.Subscription)
+}
+
+// nextWithin calls Next bounded by d.
+func nextWithin(sub jobwatch.Subscription, d time.Duration) (jobwatch.Notification, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	return sub.Next(ctx)
+}
+
+// eventually polls cond (for conditions nothing signals, such as a counter
+// of the drain goroutine) until it holds or d passes.
+func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting until %s", d, what)
+		}
+		<-tick.C
+	}
+}

@@ -1,0 +1,183 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jmoiron/sqlx"
+	_ "github.com/lib/pq" // registers the "postgres" database/sql driver
+
+	"github.com/jobwatch/jobwatch"
+	jwpgx "github.com/jobwatch/jobwatch/backends/pgx"
+	jwpq "github.com/jobwatch/jobwatch/backends/pq"
+	"github.com/jobwatch/jobwatch/statemachine"
+)
+
+// dbError marks an error of the database or its driver (exit status 5).
+type dbError struct{ err error }
+
+func (e *dbError) Error() string { return e.err.Error() }
+func (e *dbError) Unwrap() error { return e.err }
+
+// connFlags are the connection flags every database command takes.
+type connFlags struct {
+	dsn, driver, prefix, schema string
+}
+
+func (c *connFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.dsn, "dsn", os.Getenv("DATABASE_URL"),
+		"PostgreSQL connection string, URL or key=value (default $DATABASE_URL, else libpq's PG* variables)")
+	fs.StringVar(&c.driver, "driver", "pgx", "database driver: pgx or pq")
+	fs.StringVar(&c.prefix, "prefix", os.Getenv("PGQUEUER_PREFIX"), "prefix of the queue's object names (default $PGQUEUER_PREFIX)")
+	fs.StringVar(&c.schema, "schema", "", "schema of the queue's objects (default: the search_path)")
+}
+
+// queue is what the commands need of a PostgreSQL backend; backends/pgx and
+// backends/pq both provide it.
+type queue interface {
+	jobwatch.Driver
+	Install(ctx context.Context) (bool, error)
+	Uninstall(ctx context.Context) error
+	Installed(ctx context.Context) (bool, error)
+	Enqueue(ctx context.Context, jobs ...jwpgx.NewJob) ([]jobwatch.JobID, error)
+	Claim(ctx context.Context, req jwpgx.ClaimRequest) ([]jwpgx.Job, error)
+	Apply(ctx context.Context, ev statemachine.Event, ids ...jobwatch.JobID) error
+}
+
+// open connects to the database, checks that it answers, and returns the
+// backend and a function that releases it. Bad flags are usage errors; a
+// database that does not answer is a dbError. No error holds the password.
+func (c connFlags) open(ctx context.Context) (queue, func(), error) {
+	q, closeFn, err := c.connect(ctx)
+	if err != nil {
+		return nil, nil, c.redact(err)
+	}
+	return q, closeFn, nil
+}
+
+func (c connFlags) connect(ctx context.Context) (queue, func(), error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	switch c.driver {
+	case "pgx":
+		return c.openPgx(ctx)
+	case "pq":
+		return c.openPq(ctx)
+	}
+	return nil, nil, fmt.Errorf("%w: --driver must be pgx or pq, not %q", errUsage, c.driver)
+}
+
+func (c connFlags) openPgx(ctx context.Context) (queue, func(), error) {
+	cfg, err := pgxpool.ParseConfig(c.dsn)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: --dsn: %v", errUsage, err)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, nil, &dbError{fmt.Errorf("connect: %w", err)}
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, nil, &dbError{fmt.Errorf("connect: %w", err)}
+	}
+	b, err := jwpgx.New(pool, jwpgx.WithPrefix(c.prefix), jwpgx.WithSchema(c.schema))
+	if err != nil {
+		pool.Close()
+		return nil, nil, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	return b, pool.Close, nil
+}
+
+func (c connFlags) openPq(ctx context.Context) (queue, func(), error) {
+	dsn := c.dsn
+	if dsn == "" {
+		// lib/pq fills whatever the DSN leaves out from the PG* variables.
+		dsn = "application_name=jobwatch"
+	}
+	db, err := sqlx.Open("postgres", dsn)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: --dsn: %v", errUsage, err)
+	}
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, nil, &dbError{fmt.Errorf("connect: %w", err)}
+	}
+	b, err := jwpq.New(db, dsn, jwpq.WithPrefix(c.prefix), jwpq.WithSchema(c.schema))
+	if err != nil {
+		db.Close()
+		return nil, nil, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	return b, func() { db.Close() }, nil
+}
+
+// redact removes the DSN's password from err's message, in every spelling
+// it may take there, keeping err's chain for errors.Is.
+func (c connFlags) redact(err error) error {
+	msg := err.Error()
+	out := msg
+	for _, secret := range dsnSecrets(c.dsn) {
+		out = strings.ReplaceAll(out, secret, "xxxxx")
+	}
+	if out == msg {
+		return err
+	}
+	return &redacted{msg: out, err: err}
+}
+
+type redacted struct {
+	msg string
+	err error
+}
+
+func (r *redacted) Error() string { return r.msg }
+func (r *redacted) Unwrap() error { return r.err }
+
+// dsnSecrets returns the password of dsn as written and as decoded; the
+// DSN itself too when it cannot be parsed (then the password cannot be
+// told apart).
+func dsnSecrets(dsn string) []string {
+	if dsn == "" {
+		return nil
+	}
+	cfg, err := pgconn.ParseConfig(dsn)
+	if err != nil {
+		return []string{dsn}
+	}
+	var out []string
+	if cfg.Password != "" {
+		out = append(out, cfg.Password, url.QueryEscape(cfg.Password), url.PathEscape(cfg.Password))
+	}
+	if u, err := url.Parse(dsn); err == nil && u.User != nil {
+		if p, ok := u.User.Password(); ok && p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// exitFor maps an error to the exit status the commands document.
+func exitFor(err error) int {
+	var db *dbError
+	var out *outputError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, errUsage):
+		return exitUsage
+	case errors.As(err, &db):
+		return exitDB
+	case errors.As(err, &out):
+		return exitUnsettled
+	case errors.Is(err, context.Canceled):
+		return exitInterrupt
+	}
+	return exitDB
+}
