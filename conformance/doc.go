@@ -103,8 +103,9 @@ type Harness interface {
 
 // ListenerBreaker is an optional capability of a Harness: BreakListener
 // kills the connection every live subscription listens on (as a network
-// failure or pg_terminate_backend would), so that their Next fails. The
-// Watcher must reconnect and re-read every pending job at once.
+// failure or pg_terminate_backend would), so that their Next fails, or the
+// backend reconnects in place and delivers a Resync. Either way the Watcher
+// must re-read every pending job at once.
 // Needed by case 15.
 type ListenerBreaker interface {
 	BreakListener(ctx context.Context) error
