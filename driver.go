@@ -90,3 +90,37 @@ type IgnoredCounter interface {
 // ErrListenUnsupported is returned (wrapped) by Driver.Listen when the
 // backend cannot listen at all.
 var ErrListenUnsupported = errors.New("jobwatch: listen not supported by this driver")
+
+// ChangeFeed is an optional interface of a Driver that can tell what
+// changed since a point in its history. With it, a notification costs one
+// read of the changes, whatever the number of waiters; without it, the
+// Watcher re-reads every pending job on each notification.
+//
+// Changes must be safe for concurrent use, honour ctx, and never miss a
+// change: one committed after the read that returned a cursor is in a later
+// ChangeSet from that cursor, even if its transaction began (or took its
+// ids) earlier than changes already returned. Returning a change twice is
+// harmless.
+type ChangeFeed interface {
+	// Changes returns the current status of every job that changed after
+	// cursor, and the cursor to pass next time. A nil cursor starts a feed:
+	// it returns no statuses and a cursor for the present. A cursor is
+	// opaque: pass back exactly what a previous ChangeSet held.
+	Changes(ctx context.Context, cursor Cursor) (ChangeSet, error)
+}
+
+// Cursor is an opaque position in a ChangeFeed.
+type Cursor any
+
+// ChangeSet is one read of a ChangeFeed.
+type ChangeSet struct {
+	// Statuses of the jobs that changed, at most once per job.
+	Statuses []Status
+	// Cursor to pass to the next Changes call.
+	Cursor Cursor
+	// Partial says the feed cannot yet vouch that nothing before Cursor
+	// was missed (a fresh cursor while older transactions may still
+	// commit, or more open gaps than it tracks). The Watcher then also
+	// re-reads every pending job, as it would without a feed.
+	Partial bool
+}

@@ -74,6 +74,9 @@ func (w *Watcher) consume(ctx context.Context, sub Subscription) error {
 				}
 			}
 			w.sched.request(time.Now(), w.cfg.debounce, false)
+		case w.feed != nil:
+			w.sched.markFeed(causeNotification)
+			w.sched.request(time.Now(), w.cfg.debounce, false)
 		default:
 			w.sched.markAll(causeNotification)
 			w.sched.request(time.Now(), w.cfg.debounce, false)

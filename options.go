@@ -28,6 +28,7 @@ type config struct {
 	batchSize    int
 	pollOnly     bool
 	closeTimeout time.Duration
+	useFeed      bool
 }
 
 func defaultConfig() config {
@@ -40,6 +41,7 @@ func defaultConfig() config {
 		backoffMax:   DefaultBackoffMax,
 		batchSize:    DefaultBatchSize,
 		closeTimeout: DefaultCloseTimeout,
+		useFeed:      true,
 	}
 }
 
@@ -157,6 +159,16 @@ func WithCloseTimeout(d time.Duration) Option {
 			return optErr("close timeout must be positive, got %s", d)
 		}
 		c.closeTimeout = d
+		return nil
+	}
+}
+
+// WithChangeFeed says whether to use the driver's ChangeFeed when it has
+// one (default true). Without it every notification re-reads every pending
+// job, as PgQueuer does; turning it off is for comparison and diagnosis.
+func WithChangeFeed(on bool) Option {
+	return func(c *config) error {
+		c.useFeed = on
 		return nil
 	}
 }

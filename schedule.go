@@ -5,6 +5,7 @@ import "time"
 // schedule decides which ids the next status read covers and when it runs.
 // It is plain data guarded by Watcher.mu; the scheduler goroutine acts on it.
 type schedule struct {
+	feed     cause               // non-zero: the next read starts with the change feed
 	all      cause               // non-zero: the next read covers every pending id
 	ids      map[JobID]struct{}  // otherwise: just these
 	idsCause cause               // why ids are marked (the strongest cause)
@@ -18,10 +19,13 @@ type schedule struct {
 	graceAt  time.Time           // earliest deadline in unseen; zero: none
 }
 
-// readPlan is one status read: which ids and why.
+// readPlan is one status read: the change feed (when feed is set), then
+// ids by id; all says ids are every pending id.
 type readPlan struct {
-	ids []JobID
-	why cause
+	feed cause
+	all  bool
+	ids  []JobID
+	why  cause
 }
 
 func newSchedule(now time.Time, refresh time.Duration) schedule {
@@ -41,6 +45,9 @@ func (s *schedule) markID(id JobID, why cause) {
 
 // markAll asks for every pending id to be in the next read.
 func (s *schedule) markAll(why cause) { s.all = max(s.all, why) }
+
+// markFeed asks for the change feed to be read next.
+func (s *schedule) markFeed(why cause) { s.feed = max(s.feed, why) }
 
 // request asks for a read within debounce of the first request not yet
 // served, so a burst of requests makes one read. An urgent request (loss to
@@ -122,9 +129,9 @@ func (s *schedule) take(now time.Time, pending map[JobID]*entry) (readPlan, bool
 		return readPlan{}, false
 	}
 	s.dueAt = time.Time{}
-	var plan readPlan
+	plan := readPlan{feed: s.feed}
 	if s.all != causeNone {
-		plan.why = s.all
+		plan.why, plan.all = s.all, true
 		plan.ids = make([]JobID, 0, len(pending))
 		for id := range pending {
 			plan.ids = append(plan.ids, id)
@@ -137,9 +144,9 @@ func (s *schedule) take(now time.Time, pending map[JobID]*entry) (readPlan, bool
 			}
 		}
 	}
-	s.all, s.idsCause = causeNone, causeNone
+	s.feed, s.all, s.idsCause = causeNone, causeNone, causeNone
 	clear(s.ids)
-	if len(plan.ids) == 0 {
+	if len(pending) == 0 || (len(plan.ids) == 0 && plan.feed == causeNone) {
 		return plan, false
 	}
 	s.lastRead = now
@@ -148,6 +155,9 @@ func (s *schedule) take(now time.Time, pending map[JobID]*entry) (readPlan, bool
 
 // failed puts back the part of plan that was not read, and backs off.
 func (s *schedule) failed(now time.Time, plan readPlan, unread []JobID, min, max time.Duration) {
+	if plan.feed != causeNone {
+		s.markFeed(plan.feed)
+	}
 	for _, id := range unread {
 		s.markID(id, plan.why)
 	}

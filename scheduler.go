@@ -43,15 +43,31 @@ func (w *Watcher) step(ctx context.Context, now time.Time) {
 	w.mu.Lock()
 	w.sched.tick(now)
 	plan, ok := w.sched.take(now, w.pending)
+	if !ok && len(w.pending) == 0 {
+		w.cursor = nil // nobody waits: start afresh rather than replay idle history
+	}
 	w.mu.Unlock()
 	if ok {
 		w.read(ctx, plan)
 	}
 }
 
-// read runs plan in batches and settles what it finds. On failure the
-// unread ids go back into the schedule behind a backoff.
+// read runs plan: the change feed first when asked (or to start one),
+// then ids in batches, settling what it finds. On failure the unread part
+// goes back into the schedule behind a backoff.
 func (w *Watcher) read(ctx context.Context, plan readPlan) {
+	if w.feed != nil && (plan.feed != causeNone || w.cursor == nil) {
+		fresh := w.cursor == nil
+		partial, ok := w.readFeed(ctx, plan)
+		if !ok {
+			return
+		}
+		// A fresh cursor covers only what comes after it: every pending
+		// job is read once after it, and from then on the feed is enough.
+		if (partial || fresh) && !plan.all {
+			plan = w.widen(plan)
+		}
+	}
 	for start := 0; start < len(plan.ids); start += w.cfg.batchSize {
 		batch := plan.ids[start:min(start+w.cfg.batchSize, len(plan.ids))]
 		statuses, err := w.driver.FetchStatuses(ctx, batch)
@@ -74,6 +90,53 @@ func (w *Watcher) read(ctx context.Context, plan readPlan) {
 	w.mu.Lock()
 	w.sched.succeeded()
 	w.mu.Unlock()
+}
+
+// readFeed reads the change feed from the cursor and settles the pending
+// jobs it names. It reports whether the feed was partial, and false for ok
+// when the read failed (then the plan is rescheduled).
+func (w *Watcher) readFeed(ctx context.Context, plan readPlan) (partial, ok bool) {
+	why := max(plan.feed, plan.why)
+	cs, err := w.feed.Changes(ctx, w.cursor)
+	now := time.Now()
+	w.mu.Lock()
+	w.stats.Reads.add(why, 1)
+	if err != nil {
+		w.stats.ReadErrors++
+		plan.feed = why
+		w.sched.failed(now, plan, plan.ids, w.cfg.backoffMin, w.cfg.backoffMax)
+		w.mu.Unlock()
+		if ctx.Err() == nil {
+			w.recordError("jobwatch: change feed read failed", err)
+		}
+		return false, false
+	}
+	w.cursor = cs.Cursor
+	w.stats.ChangesRead += uint64(len(cs.Statuses))
+	for _, st := range cs.Statuses {
+		if e := w.pending[st.ID]; e != nil {
+			e.found = true
+			delete(w.sched.unseen, st.ID)
+			if w.settles(st.State) {
+				w.resolve(e, st.State, nil, why)
+			}
+		}
+	}
+	w.mu.Unlock()
+	return cs.Partial, true
+}
+
+// widen turns plan into a read of every pending job: the feed could not
+// vouch for what happened before its cursor.
+func (w *Watcher) widen(plan readPlan) readPlan {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	plan.all, plan.why = true, max(plan.why, plan.feed)
+	plan.ids = plan.ids[:0]
+	for id := range w.pending {
+		plan.ids = append(plan.ids, id)
+	}
+	return plan
 }
 
 // settle resolves the waits a read decides: settled states, and ids still

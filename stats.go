@@ -39,16 +39,18 @@ func (c *CauseCounts) add(k cause, n uint64) {
 
 // Stats is a snapshot of a Watcher's state and counters since New.
 type Stats struct {
-	Pending   int  // distinct job ids being waited on
-	Waiters   int  // waits in progress (a WaitAll counts each id)
-	Listening bool // a subscription is active now
-	PollOnly  bool // the Watcher runs on its poll alone
+	Pending    int  // distinct job ids being waited on
+	Waiters    int  // waits in progress (a WaitAll counts each id)
+	Listening  bool // a subscription is active now
+	PollOnly   bool // the Watcher runs on its poll alone
+	ChangeFeed bool // notifications are served by the driver's ChangeFeed
 
 	Notifications        uint64 // notifications received (Resyncs included)
 	IgnoredNotifications uint64 // dropped by the subscription (foreign or garbled), if it reports them
 	Reads                CauseCounts
 	ReadErrors           uint64      // failed FetchStatuses calls
 	IDsRead              uint64      // ids sent in FetchStatuses calls
+	ChangesRead          uint64      // statuses returned by ChangeFeed reads
 	Resolved             CauseCounts // waits ended, by the cause of the read that ended them
 	NotFound             uint64      // ids that ended with ErrNotFound
 	Reconnects           uint64      // successful Listens after the first

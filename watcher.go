@@ -19,6 +19,7 @@ import (
 // with Close.
 type Watcher struct {
 	driver Driver
+	feed   ChangeFeed // the driver's, unless disabled; nil without
 	cfg    config
 
 	cancel context.CancelFunc // stops the goroutines New started
@@ -33,6 +34,7 @@ type Watcher struct {
 	waiters   int
 	sched     schedule
 	sub       Subscription // the live subscription, for Close
+	cursor    Cursor       // change feed position; owned by the scheduler goroutine
 	stats     Stats
 	ignoredAt uint64 // Ignored() of subscriptions already gone
 }
@@ -79,7 +81,11 @@ func New(d Driver, opts ...Option) (*Watcher, error) {
 		pending: make(map[JobID]*entry),
 		sched:   newSchedule(time.Now(), cfg.refresh),
 	}
+	if f, ok := d.(ChangeFeed); ok && cfg.useFeed {
+		w.feed = f
+	}
 	w.stats.PollOnly = cfg.pollOnly
+	w.stats.ChangeFeed = w.feed != nil
 	w.wg.Add(2)
 	go func() { defer w.wg.Done(); w.runScheduler(ctx) }()
 	go func() { defer w.wg.Done(); w.runListener(ctx) }()

@@ -220,7 +220,8 @@ func TestReadFailuresBackOffAndRecover(t *testing.T) {
 	var mu sync.Mutex
 	logger := slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil))
 	w := newWatcher(t, b, jobwatch.WithPollOnly(), jobwatch.WithRefreshInterval(time.Hour),
-		jobwatch.WithDebounce(0), jobwatch.WithBackoff(min, 40*time.Millisecond), jobwatch.WithLogger(logger))
+		jobwatch.WithDebounce(0), jobwatch.WithBackoff(min, 40*time.Millisecond), jobwatch.WithLogger(logger),
+		jobwatch.WithChangeFeed(false))
 	start := time.Now()
 	st, err := w.Wait(bounded(t, 10*time.Second), ids[0])
 	if err != nil || st != statemachine.Successful {
@@ -484,7 +485,8 @@ func TestBatchSizeSplitsReads(t *testing.T) {
 	b := newFake(t)
 	ids := mustEnqueue(t, b, 10)
 	mustApply(t, b, succeed, ids...)
-	w := newWatcher(t, b, jobwatch.WithPollOnly(), jobwatch.WithDebounce(time.Millisecond), jobwatch.WithBatchSize(3))
+	w := newWatcher(t, b, jobwatch.WithPollOnly(), jobwatch.WithDebounce(time.Millisecond), jobwatch.WithBatchSize(3),
+		jobwatch.WithChangeFeed(false))
 	if _, err := w.WaitAll(bounded(t, 5*time.Second), ids); err != nil {
 		t.Fatal(err)
 	}
@@ -518,7 +520,8 @@ func TestDebounceGathersNotifications(t *testing.T) {
 func TestResyncFloodIsRateLimited(t *testing.T) {
 	b := newFake(t)
 	d := &scripted{Backend: b, notes: make(chan jobwatch.Notification)}
-	w := newWatcher(t, d, jobwatch.WithRefreshInterval(time.Hour), jobwatch.WithDebounce(time.Hour))
+	w := newWatcher(t, d, jobwatch.WithRefreshInterval(time.Hour), jobwatch.WithDebounce(time.Hour),
+		jobwatch.WithChangeFeed(false))
 	ids := mustEnqueue(t, b, 1)
 	listening(t, w)
 	ctx := bounded(t, 10*time.Second)

@@ -172,7 +172,7 @@ func (e *env) applyBatched(ev sm.Event, n int, ids []jobwatch.JobID) {
 // case ends, and the close must be bounded.
 func (e *env) watcher(opts ...jobwatch.Option) *jobwatch.Watcher {
 	e.t.Helper()
-	return e.watcherOn(e.d, opts...)
+	return e.watcherOn(e.d.driver(), opts...)
 }
 
 func (e *env) watcherOn(d jobwatch.Driver, opts ...jobwatch.Option) *jobwatch.Watcher {

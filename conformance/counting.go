@@ -74,6 +74,44 @@ func (c *countingDriver) FetchStatuses(ctx context.Context, ids []jobwatch.JobID
 	return st, err
 }
 
+// driver returns c as the Watcher should see it: with the inner driver's
+// ChangeFeed, counted like a status read, when it has one.
+func (c *countingDriver) driver() jobwatch.Driver {
+	if f, ok := c.inner.(jobwatch.ChangeFeed); ok {
+		return countingFeed{c, f}
+	}
+	return c
+}
+
+type countingFeed struct {
+	*countingDriver
+	feed jobwatch.ChangeFeed
+}
+
+// Changes counts as a status read covering the jobs it returns.
+func (c countingFeed) Changes(ctx context.Context, cur jobwatch.Cursor) (jobwatch.ChangeSet, error) {
+	c.mu.Lock()
+	c.started++
+	seq := c.started
+	c.inflight++
+	c.mu.Unlock()
+
+	cs, err := c.feed.Changes(ctx, cur)
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.inflight--
+	if err != nil {
+		c.errs++
+		return cs, err
+	}
+	c.ids += uint64(len(cs.Statuses))
+	for _, st := range cs.Statuses {
+		c.seen[st.ID] = max(c.seen[st.ID], seq)
+	}
+	return cs, nil
+}
+
 // mark returns the sequence number of the latest read started so far.
 func (c *countingDriver) mark() uint64 {
 	c.mu.Lock()

@@ -15,6 +15,7 @@ var (
 	_ jobwatch.Driver         = (*Backend)(nil)
 	_ jobwatch.Subscription   = (*subscription)(nil)
 	_ jobwatch.IgnoredCounter = (*subscription)(nil)
+	_ jobwatch.ChangeFeed     = (*Backend)(nil)
 )
 
 // Backend is an in-memory, PgQueuer-compatible job store that implements
@@ -30,15 +31,18 @@ type Backend struct {
 	sent      atomic.Uint64 // Counters.NotificationsSent
 	collapsed atomic.Uint64 // Counters.Collapsed
 
-	mu      sync.Mutex
-	closed  bool
-	jobs    map[jobwatch.JobID]statemachine.State // committed states
-	nextID  jobwatch.JobID                        // last id handed out
-	subs    map[*subscription]struct{}            // live subscriptions
-	faults  faults
-	gate    *gate         // non-nil while BlockReads holds reads
-	counts  counts        // the counters guarded by mu
-	changed chan struct{} // closed and replaced when a waited-on counter changes
+	mu     sync.Mutex
+	closed bool
+	jobs   map[jobwatch.JobID]statemachine.State // committed states
+	nextID jobwatch.JobID                        // last id handed out
+	// changelog lists the ids of every committed change, in commit order:
+	// the change feed. It only grows, which suits a test's lifetime.
+	changelog []jobwatch.JobID
+	subs      map[*subscription]struct{} // live subscriptions
+	faults    faults
+	gate      *gate         // non-nil while BlockReads holds reads
+	counts    counts        // the counters guarded by mu
+	changed   chan struct{} // closed and replaced when a waited-on counter changes
 }
 
 // New returns an empty, open Backend. Nil options are ignored and no option

@@ -14,6 +14,9 @@ type Counters struct {
 	// IDsRead sums len(ids), duplicates and unknown ids included, over the
 	// reads that took their snapshot (not those failed by FailReads).
 	IDsRead uint64
+	// FeedReads counts Changes calls (they count in Reads too), and
+	// ChangesRead the statuses they returned.
+	FeedReads, ChangesRead uint64
 	// Listens counts Listen calls that got past the ctx check, including
 	// those failed by FailListens.
 	Listens uint64
@@ -33,7 +36,7 @@ type Counters struct {
 }
 
 type counts struct {
-	reads, idsRead, listens, commits uint64
+	reads, idsRead, listens, commits, feedReads, changesRead uint64
 }
 
 // Counters returns a snapshot of the counters. It never blocks for long
@@ -47,6 +50,8 @@ func (b *Backend) Counters() Counters {
 		Listens:             b.counts.listens,
 		ActiveSubscriptions: len(b.subs),
 		Commits:             b.counts.commits,
+		FeedReads:           b.counts.feedReads,
+		ChangesRead:         b.counts.changesRead,
 		NotificationsSent:   b.sent.Load(),
 		Collapsed:           b.collapsed.Load(),
 	}

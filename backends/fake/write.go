@@ -96,6 +96,7 @@ func (b *Backend) commitLocked(st *stage) delivery {
 		return delivery{}
 	}
 	st.commit()
+	b.changelog = append(b.changelog, st.order...)
 	b.counts.commits++
 	times := b.faults.takeCommit()
 	if times == 0 || len(b.subs) == 0 {
