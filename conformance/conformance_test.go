@@ -63,6 +63,7 @@ func (m minimalHarness) Driver() jobwatch.Driver { return driverOnly{m.h.Driver(
 
 // driverOnly exposes the two Driver methods and nothing else.
 type driverOnly struct{ jobwatch.Driver }
+
 func (m minimalHarness) Enqueue(ctx context.Context, n int) ([]jobwatch.JobID, error) {
 	return m.h.Enqueue(ctx, n)
 }
