@@ -1,0 +1,70 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"log"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/jobwatch/jobwatch"
+	"github.com/jobwatch/jobwatch/backends/fake"
+	jwpgx "github.com/jobwatch/jobwatch/backends/pgx"
+	"github.com/jobwatch/jobwatch/statemachine"
+)
+
+// queue is what this example needs from a backend: the Driver to watch, and
+// the writes that the enqueuer and the pretend workers make.
+type queue interface {
+	jobwatch.Driver
+	Enqueue(ctx context.Context, n int) ([]jobwatch.JobID, error)
+	Apply(ctx context.Context, ev statemachine.Event, ids ...jobwatch.JobID) error
+}
+
+// openQueue returns the in-memory backend when dsn is empty, else a
+// throwaway queue on PostgreSQL through backends/pgx, under a prefix of its
+// own so that no real queue is touched. release drops and closes it.
+func openQueue(ctx context.Context, dsn string) (q queue, release func(), err error) {
+	if dsn == "" {
+		fmt.Println("on the in-memory backend (pass -dsn to run on PostgreSQL)")
+		b := fake.New()
+		return b, func() { b.Close() }, nil
+	}
+	pool, err := pgxpool.New(ctx, dsn)
+	if err != nil {
+		return nil, nil, err
+	}
+	prefix := "jwex_" + strings.ToLower(rand.Text()[:8]) + "_"
+	b, err := jwpgx.New(pool, jwpgx.WithPrefix(prefix))
+	if err == nil {
+		_, err = b.Install(ctx)
+	}
+	if err != nil {
+		pool.Close()
+		return nil, nil, err
+	}
+	fmt.Printf("on PostgreSQL, in a queue under prefix %s\n", prefix)
+	return pgQueue{b}, func() {
+		// ctx may be over by now; the tables must go anyway.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := b.Uninstall(ctx); err != nil {
+			log.Printf("uninstall: %v", err)
+		}
+		pool.Close()
+	}, nil
+}
+
+// pgQueue gives the pgx backend the fake's Enqueue(ctx, n).
+type pgQueue struct{ *jwpgx.Backend }
+
+func (q pgQueue) Enqueue(ctx context.Context, n int) ([]jobwatch.JobID, error) {
+	jobs := make([]jwpgx.NewJob, n)
+	for i := range jobs {
+		jobs[i] = jwpgx.NewJob{Entrypoint: "example"}
+	}
+	return q.Backend.Enqueue(ctx, jobs...)
+}
