@@ -10,23 +10,22 @@
 // listening connection, so a half-open connection is found within two
 // intervals.
 //
-// The SQL is shared with backends/pq (backends/internal/pgschema), so both
-// read and write the same tables the same way.
+// The SQL, and the logic around it, is shared with backends/pq
+// (backends/internal/pgschema and pgcore), so both read and write the same
+// tables the same way.
 package pgx
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
-	pgxv5 "github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/jobwatch/jobwatch"
+	"github.com/jobwatch/jobwatch/backends/internal/pgcore"
 	"github.com/jobwatch/jobwatch/backends/internal/pgschema"
 )
 
@@ -74,43 +73,37 @@ const DefaultHealthCheck = 5 * time.Second
 // Option configures New.
 type Option func(*options)
 
-type options struct {
-	prefix, schema string
-	health         time.Duration
-	healthSet      bool
-	logger         *slog.Logger
-}
+type options = pgcore.Options
 
 // WithPrefix prepends prefix to every object name and to the channel, as
 // PgQueuer's PGQUEUER_PREFIX does. Letters, digits, '_' and '-' only; at
 // most pgschema.MaxPrefixBytes (31) bytes.
-func WithPrefix(prefix string) Option { return func(o *options) { o.prefix = prefix } }
+func WithPrefix(prefix string) Option { return func(o *options) { o.Prefix = prefix } }
 
 // WithSchema qualifies every object with schema. Without it names resolve
 // through the connection's search_path, as PgQueuer's do.
-func WithSchema(schema string) Option { return func(o *options) { o.schema = schema } }
+func WithSchema(schema string) Option { return func(o *options) { o.Schema = schema } }
 
 // WithHealthCheck sets how long a subscription may sit idle before it checks
 // its connection end to end (and how long the check may take). 0 disables
 // the check; negative is an error. Default DefaultHealthCheck.
 func WithHealthCheck(interval time.Duration) Option {
-	return func(o *options) { o.health, o.healthSet = interval, true }
+	return func(o *options) { o.Health = interval }
 }
 
 // WithLogger sets the logger (default: discard). Subscriptions log ignored
 // notifications at debug level and failed health checks at warn level.
-func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.Logger = l } }
 
 // Backend is the pgx backend: a jobwatch.Driver and the job lifecycle over a
 // pgxpool. It is safe for concurrent use. It does not own the pool.
 type Backend struct {
 	pool   *pgxpool.Pool
 	names  pgschema.Names
+	core   *pgcore.Core
 	health time.Duration
 	log    *slog.Logger
-
-	mu   sync.Mutex
-	subs map[*Subscription]struct{}
+	subs   pgcore.Subscriptions[*Subscription]
 }
 
 var _ jobwatch.Driver = (*Backend)(nil)
@@ -122,25 +115,12 @@ func New(pool *pgxpool.Pool, opts ...Option) (*Backend, error) {
 	if pool == nil {
 		return nil, fmt.Errorf("%w: nil pool", ErrInvalidOption)
 	}
-	o := options{health: DefaultHealthCheck}
-	for _, opt := range opts {
-		if opt == nil {
-			return nil, fmt.Errorf("%w: nil option", ErrInvalidOption)
-		}
-		opt(&o)
-	}
-	if o.health < 0 {
-		return nil, fmt.Errorf("%w: negative health-check interval %v", ErrInvalidOption, o.health)
-	}
-	names, err := pgschema.NewNames(o.prefix, o.schema)
+	o, names, err := pgcore.ApplyOptions(opts, options{Health: DefaultHealthCheck}, ErrInvalidOption)
 	if err != nil {
 		return nil, err
 	}
-	if o.logger == nil {
-		o.logger = slog.New(slog.DiscardHandler)
-	}
-	return &Backend{pool: pool, names: names, health: o.health, log: o.logger,
-		subs: map[*Subscription]struct{}{}}, nil
+	core := pgcore.New(pgcore.Config{Names: names, DB: newPoolDB(pool), Prefix: "jobwatch/pgx", PgError: pgError})
+	return &Backend{pool: pool, names: names, core: core, health: o.Health, log: o.Logger}, nil
 }
 
 // Channel returns the NOTIFY channel, verbatim.
@@ -159,154 +139,29 @@ func (b *Backend) LogTable() string { return b.names.LogTable() }
 // concurrent installers do not race. It reports created=false, and changes
 // nothing, when every object already exists; a partial installation is left
 // untouched with an error matching ErrPartialInstall.
-func (b *Backend) Install(ctx context.Context) (created bool, err error) {
-	err = pgxv5.BeginFunc(ctx, b.pool, func(tx pgxv5.Tx) error {
-		if _, err := tx.Exec(ctx, b.names.LockSQL()); err != nil {
-			return err
-		}
-		var st pgschema.Installation
-		if err := tx.QueryRow(ctx, b.names.StateSQL()).Scan(st.ScanDest()...); err != nil {
-			return err
-		}
-		if st.Complete() {
-			return nil
-		}
-		if err := st.Check(); err != nil {
-			return err
-		}
-		if !st.SchemaExists {
-			if _, err := tx.Exec(ctx, b.names.CreateSchemaSQL()); err != nil {
-				return err
-			}
-		}
-		if _, err := tx.Exec(ctx, b.names.InstallSQL()); err != nil {
-			return err
-		}
-		created = true
-		return nil
-	})
-	if err != nil {
-		return false, fmt.Errorf("jobwatch/pgx: install: %w", err)
-	}
-	return created, nil
-}
+func (b *Backend) Install(ctx context.Context) (created bool, err error) { return b.core.Install(ctx) }
 
 // Uninstall drops every object of the queue that exists (the status enum
 // with CASCADE), in one transaction under the installer's advisory lock.
 // The schema itself is kept.
-func (b *Backend) Uninstall(ctx context.Context) error {
-	err := pgxv5.BeginFunc(ctx, b.pool, func(tx pgxv5.Tx) error {
-		if _, err := tx.Exec(ctx, b.names.LockSQL()); err != nil {
-			return err
-		}
-		_, err := tx.Exec(ctx, b.names.UninstallSQL())
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("jobwatch/pgx: uninstall: %w", err)
-	}
-	return nil
-}
+func (b *Backend) Uninstall(ctx context.Context) error { return b.core.Uninstall(ctx) }
 
 // Installed reports whether every object of the queue exists. A partial
 // installation returns false and an error matching ErrPartialInstall.
-func (b *Backend) Installed(ctx context.Context) (bool, error) {
-	var st pgschema.Installation
-	if err := b.pool.QueryRow(ctx, b.names.StateSQL()).Scan(st.ScanDest()...); err != nil {
-		return false, fmt.Errorf("jobwatch/pgx: installed: %w", err)
-	}
-	if err := st.Check(); err != nil {
-		return false, err
-	}
-	return st.Complete(), nil
-}
+func (b *Backend) Installed(ctx context.Context) (bool, error) { return b.core.Installed(ctx) }
 
 // FetchStatuses implements jobwatch.Driver: one query, the status of each
 // id's newest log row; unknown ids are omitted.
 func (b *Backend) FetchStatuses(ctx context.Context, ids []jobwatch.JobID) ([]jobwatch.Status, error) {
-	if len(ids) == 0 {
-		return []jobwatch.Status{}, nil
-	}
-	arg := make([]int64, len(ids))
-	for i, id := range ids {
-		arg[i] = int64(id)
-	}
-	rows, err := b.pool.Query(ctx, b.names.FetchStatusesSQL(), arg)
-	if err != nil {
-		return nil, fmt.Errorf("jobwatch/pgx: fetch statuses: %w", err)
-	}
-	out := make([]jobwatch.Status, 0, len(ids))
-	var (
-		id     int64
-		status string
-	)
-	_, err = pgxv5.ForEachRow(rows, []any{&id, &status}, func() error {
-		s, err := pgschema.ParseStatus(id, status)
-		if err != nil {
-			return err
-		}
-		out = append(out, s)
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("jobwatch/pgx: fetch statuses: %w", err)
-	}
-	return out, nil
+	return b.core.FetchStatuses(ctx, ids)
 }
 
 // NotifyRaw sends payload on the channel with pg_notify, from the pool. It
 // is what the trigger and PgQueuer do; tests use it to send garbage.
 func (b *Backend) NotifyRaw(ctx context.Context, payload string) error {
-	if _, err := b.pool.Exec(ctx, b.names.NotifySQL(), payload); err != nil {
-		return fmt.Errorf("jobwatch/pgx: notify: %w", err)
-	}
-	return nil
+	return b.core.NotifyRaw(ctx, payload)
 }
 
 // ListenerPIDs returns the server process ids of the open subscriptions'
 // connections (for pg_stat_activity, pg_terminate_backend, diagnostics).
-func (b *Backend) ListenerPIDs() []uint32 {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	out := make([]uint32, 0, len(b.subs))
-	for s := range b.subs {
-		out = append(out, s.pid)
-	}
-	return out
-}
-
-func (b *Backend) register(s *Subscription) {
-	b.mu.Lock()
-	b.subs[s] = struct{}{}
-	b.mu.Unlock()
-}
-
-func (b *Backend) unregister(s *Subscription) {
-	b.mu.Lock()
-	delete(b.subs, s)
-	b.mu.Unlock()
-}
-
-// marshalTraceback encodes a traceback for the log's jsonb column.
-func marshalTraceback(tb any) (string, error) {
-	switch v := tb.(type) {
-	case nil:
-		return "", nil
-	case json.RawMessage:
-		if len(v) == 0 {
-			return "", nil
-		}
-		if !json.Valid(v) {
-			return "", fmt.Errorf("%w: traceback is not valid JSON", ErrInvalidJob)
-		}
-		return string(v), nil
-	}
-	b, err := json.Marshal(tb)
-	if err != nil {
-		return "", fmt.Errorf("%w: traceback: %v", ErrInvalidJob, err)
-	}
-	if string(b) == "null" {
-		return "", nil
-	}
-	return string(b), nil
-}
+func (b *Backend) ListenerPIDs() []uint32 { return b.subs.PIDs() }

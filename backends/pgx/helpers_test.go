@@ -3,7 +3,6 @@ package pgx_test
 import (
 	"context"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -12,14 +11,6 @@ import (
 	"github.com/jobwatch/jobwatch/internal/pgtest"
 	"github.com/jobwatch/jobwatch/statemachine"
 )
-
-// testCtx is bounded so a hung database fails the test instead of the run.
-func testCtx(t *testing.T) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
 
 // openPool opens a pool on dsn, closed at cleanup.
 func openPool(t *testing.T, dsn string) *pgxpool.Pool {
@@ -61,7 +52,7 @@ func newEnvDSN(t *testing.T, dsn string, opts ...jwpgx.Option) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, ctx: testCtx(t), pool: pool, b: b, schema: schema}
+	e := &env{t: t, ctx: pgtest.Context(t), pool: pool, b: b, schema: schema}
 	if created, err := b.Install(e.ctx); err != nil || !created {
 		t.Fatalf("Install = %v, %v; want true, nil", created, err)
 	}
@@ -86,46 +77,14 @@ func (e *env) enqueue(n int) []jobwatch.JobID {
 func (e *env) jobIn(st statemachine.State) jobwatch.JobID {
 	e.t.Helper()
 	id := e.enqueue(1)[0]
-	var path []statemachine.Event
-	switch st {
-	case statemachine.Queued:
-	case statemachine.Picked:
-		path = []statemachine.Event{statemachine.Claim}
-	case statemachine.Successful:
-		path = []statemachine.Event{statemachine.Claim, statemachine.Complete}
-	case statemachine.Exception:
-		path = []statemachine.Event{statemachine.Claim, statemachine.Error}
-	case statemachine.Canceled:
-		path = []statemachine.Event{statemachine.Cancel}
-	case statemachine.Deleted:
-		path = []statemachine.Event{statemachine.Delete}
-	case statemachine.Failed:
-		path = []statemachine.Event{statemachine.Claim, statemachine.Hold}
-	default:
-		e.t.Fatalf("jobIn(%v)", st)
-	}
-	for _, ev := range path {
-		if err := e.b.Apply(e.ctx, ev, id); err != nil {
-			e.t.Fatalf("jobIn(%v): %s: %v", st, ev, err)
-		}
-	}
-	if got := e.status(id); got != st {
-		e.t.Fatalf("jobIn(%v): job is %v", st, got)
-	}
+	pgtest.Bring(e.t, e.ctx, e.b, id, st)
 	return id
 }
 
 // status is the job's current status per FetchStatuses (None if unknown).
 func (e *env) status(id jobwatch.JobID) statemachine.State {
 	e.t.Helper()
-	sts, err := e.b.FetchStatuses(e.ctx, []jobwatch.JobID{id})
-	if err != nil {
-		e.t.Fatalf("FetchStatuses: %v", err)
-	}
-	if len(sts) == 0 {
-		return statemachine.None
-	}
-	return sts[0].State
+	return pgtest.Status(e.t, e.ctx, e.b, id)
 }
 
 // snapshot renders everything stored about a job: its queue row and all its
@@ -133,10 +92,7 @@ func (e *env) status(id jobwatch.JobID) statemachine.State {
 func (e *env) snapshot(id jobwatch.JobID) string {
 	e.t.Helper()
 	var s string
-	err := e.pool.QueryRow(e.ctx, `SELECT
-		COALESCE((SELECT row_to_json(q)::text FROM `+e.b.QueueTable()+` q WHERE id = $1), '-') || ' | ' ||
-		COALESCE((SELECT json_agg(l ORDER BY l.id)::text FROM `+e.b.LogTable()+` l WHERE job_id = $1), '-')`,
-		int64(id)).Scan(&s)
+	err := e.pool.QueryRow(e.ctx, pgtest.SnapshotSQL(e.b.QueueTable(), e.b.LogTable()), int64(id)).Scan(&s)
 	if err != nil {
 		e.t.Fatalf("snapshot: %v", err)
 	}
@@ -162,11 +118,4 @@ func (e *env) listen() *jwpgx.Subscription {
 	}
 	e.t.Cleanup(func() { sub.Close() })
 	return sub.(*jwpgx.Subscription)
-}
-
-// nextWithin calls Next bounded by d.
-func nextWithin(sub jobwatch.Subscription, d time.Duration) (jobwatch.Notification, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	return sub.Next(ctx)
 }

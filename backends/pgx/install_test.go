@@ -94,7 +94,7 @@ func TestInstallConcurrent(t *testing.T) {
 	t.Parallel()
 	schema := pgtest.Schema(t)
 	pool := openPool(t, pgtest.DSN())
-	ctx := testCtx(t)
+	ctx := pgtest.Context(t)
 	const n = 6
 	var (
 		wg      sync.WaitGroup
@@ -133,7 +133,7 @@ func TestInstallCreatesMissingSchema(t *testing.T) {
 	parent := pgtest.Schema(t) // only for a unique name and a prefix
 	schema := parent + "_new"
 	pool := openPool(t, pgtest.DSN())
-	ctx := testCtx(t)
+	ctx := pgtest.Context(t)
 	t.Cleanup(func() { pool.Exec(context.Background(), `DROP SCHEMA IF EXISTS "`+schema+`" CASCADE`) })
 	b, err := jwpgx.New(pool, jwpgx.WithSchema(schema), jwpgx.WithPrefix(parent+"_"))
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/jobwatch/jobwatch"
 	jwpgx "github.com/jobwatch/jobwatch/backends/pgx"
+	"github.com/jobwatch/jobwatch/internal/pgtest"
 	"github.com/jobwatch/jobwatch/statemachine"
 )
 
@@ -244,7 +245,7 @@ func TestClaimSendsNoNotifyWhenEmpty(t *testing.T) {
 	}
 	// Notifications arrive in commit order: if a claim had notified, Next
 	// would return before the marker was counted as ignored.
-	if _, err := nextWithin(sub, 300*time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := pgtest.NextWithin(sub, 300*time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Next = %v, want a timeout (nothing but the marker)", err)
 	}
 	if n := sub.Ignored(); n != 1 {

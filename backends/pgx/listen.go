@@ -47,7 +47,7 @@ func (b *Backend) Listen(ctx context.Context) (jobwatch.Subscription, error) {
 		closedDone: make(chan struct{}),
 		probes:     map[string]struct{}{},
 	}
-	b.register(s)
+	b.subs.Add(s)
 	return s, nil
 }
 
@@ -288,7 +288,7 @@ func (s *Subscription) Close() error {
 	}
 	s.mu.Unlock()
 	defer close(s.closedDone)
-	defer s.b.unregister(s)
+	defer s.b.subs.Remove(s)
 
 	timer := time.NewTimer(closeGrace)
 	defer timer.Stop()

@@ -27,27 +27,27 @@ func TestListenDeliversAfterCommit(t *testing.T) {
 	if _, err := tx.Exec(e.ctx, "INSERT INTO "+e.b.QueueTable()+" (priority, entrypoint, status) VALUES (0, 'x', 'queued')"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := nextWithin(sub, 300*time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := pgtest.NextWithin(sub, 300*time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("before commit: Next = %v, want a timeout", err)
 	}
 	if err := tx.Commit(e.ctx); err != nil {
 		t.Fatal(err)
 	}
-	n, err := nextWithin(sub, 10*time.Second)
+	n, err := pgtest.NextWithin(sub, 10*time.Second)
 	if err != nil || n.Resync || len(n.IDs) != 0 {
 		t.Fatalf("after commit: Next = %+v, %v", n, err)
 	}
 	// Each lifecycle write is a hint too.
 	id := e.enqueue(1)[0]
 	for _, ev := range []statemachine.Event{statemachine.Claim, statemachine.Complete} {
-		if _, err := nextWithin(sub, 10*time.Second); err != nil {
+		if _, err := pgtest.NextWithin(sub, 10*time.Second); err != nil {
 			t.Fatalf("Next before %s: %v", ev, err)
 		}
 		if err := e.b.Apply(e.ctx, ev, id); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := nextWithin(sub, 10*time.Second); err != nil {
+	if _, err := pgtest.NextWithin(sub, 10*time.Second); err != nil {
 		t.Fatalf("Next after complete: %v", err)
 	}
 	if n := sub.Ignored(); n != 0 {
@@ -76,7 +76,7 @@ func TestListenIgnoresForeignAndGarbage(t *testing.T) {
 		}
 	}
 	e.enqueue(1) // the only real change, sent last
-	n, err := nextWithin(sub, 10*time.Second)
+	n, err := pgtest.NextWithin(sub, 10*time.Second)
 	if err != nil || n.Resync {
 		t.Fatalf("Next = %+v, %v", n, err)
 	}
@@ -89,7 +89,7 @@ func TestListenIgnoresForeignAndGarbage(t *testing.T) {
 	if err := e.b.NotifyRaw(e.ctx, `{"type":"table_changed_event","table":"`+e.schema+`_pgqueuer","operation":"update","channel":"x","sent_at":"now"}`); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := nextWithin(sub, 10*time.Second); err != nil {
+	if _, err := pgtest.NextWithin(sub, 10*time.Second); err != nil {
 		t.Fatalf("Next for a hand-written event: %v", err)
 	}
 }
@@ -144,11 +144,11 @@ func TestNextContextKeepsSubscription(t *testing.T) {
 	if _, err := sub.Next(ctx); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Next(cancelled) = %v", err)
 	}
-	if _, err := nextWithin(sub, 50*time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := pgtest.NextWithin(sub, 50*time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Next(short deadline) = %v", err)
 	}
 	e.enqueue(1)
-	if _, err := nextWithin(sub, 10*time.Second); err != nil {
+	if _, err := pgtest.NextWithin(sub, 10*time.Second); err != nil {
 		t.Fatalf("Next after ctx errors: %v", err)
 	}
 }
@@ -163,7 +163,7 @@ func TestHealthCheckKeepsHealthyConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	sub := e.listen()
-	if _, err := nextWithin(sub, 400*time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := pgtest.NextWithin(sub, 400*time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("idle Next = %v, want a timeout", err)
 	}
 	if n := sub.Ignored(); n != 0 {
@@ -176,7 +176,7 @@ func TestHealthCheckKeepsHealthyConnection(t *testing.T) {
 		t.Fatalf("no probe seen on the channel: %v, %v", n, err)
 	}
 	e.enqueue(1)
-	if _, err := nextWithin(sub, 10*time.Second); err != nil {
+	if _, err := pgtest.NextWithin(sub, 10*time.Second); err != nil {
 		t.Fatalf("Next after health checks: %v", err)
 	}
 }
@@ -208,7 +208,7 @@ func TestListenerKilled(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Next did not return after the connection was killed")
 	}
-	if _, err := nextWithin(sub, time.Second); err == nil || errors.Is(err, context.DeadlineExceeded) {
+	if _, err := pgtest.NextWithin(sub, time.Second); err == nil || errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Next on a dead subscription = %v", err)
 	}
 	if err := sub.Close(); err != nil {
@@ -232,7 +232,7 @@ func TestHealthCheckDetectsHalfOpen(t *testing.T) {
 		t.Fatalf("blackholed %d connections, want 1", n)
 	}
 	start := time.Now()
-	_, err := nextWithin(sub, 20*time.Second)
+	_, err := pgtest.NextWithin(sub, 20*time.Second)
 	took := time.Since(start)
 	if !errors.Is(err, jwpgx.ErrUnhealthy) || !strings.Contains(err.Error(), "probe not received") {
 		t.Fatalf("Next = %v, want ErrUnhealthy (probe not received)", err)
@@ -268,7 +268,7 @@ func TestHealthCheckFallbackPing(t *testing.T) {
 	if n := proxy.Blackhole(); n < 2 {
 		t.Fatalf("blackholed %d connections, want 2 or more", n)
 	}
-	_, err = nextWithin(sub, 20*time.Second)
+	_, err = pgtest.NextWithin(sub, 20*time.Second)
 	if !errors.Is(err, jwpgx.ErrUnhealthy) {
 		t.Fatalf("Next = %v, want ErrUnhealthy", err)
 	}

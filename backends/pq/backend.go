@@ -14,23 +14,22 @@
 // again, with its own jittered backoff, and re-reads every waited job);
 // lib/pq's in-place reconnection is not relied on.
 //
-// The SQL is shared with backends/pgx (backends/internal/pgschema), so both
-// read and write the same tables the same way.
+// The SQL, and the logic around it, is shared with backends/pgx
+// (backends/internal/pgschema and pgcore), so both read and write the same
+// tables the same way.
 package pq
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/jmoiron/sqlx"
-	libpq "github.com/lib/pq"
 
 	"github.com/jobwatch/jobwatch"
+	"github.com/jobwatch/jobwatch/backends/internal/pgcore"
 	"github.com/jobwatch/jobwatch/backends/internal/pgschema"
 )
 
@@ -78,33 +77,29 @@ const DefaultHealthCheck = 5 * time.Second
 // Option configures New.
 type Option func(*options)
 
-type options struct {
-	prefix, schema string
-	health         time.Duration
-	logger         *slog.Logger
-}
+type options = pgcore.Options
 
 // WithPrefix prepends prefix to every object name and to the channel, as
 // PgQueuer's PGQUEUER_PREFIX does. Letters, digits, '_' and '-' only; at
 // most pgschema.MaxPrefixBytes (31) bytes.
-func WithPrefix(prefix string) Option { return func(o *options) { o.prefix = prefix } }
+func WithPrefix(prefix string) Option { return func(o *options) { o.Prefix = prefix } }
 
 // WithSchema qualifies every object with schema. Without it names resolve
 // through the connection's search_path, as PgQueuer's do.
-func WithSchema(schema string) Option { return func(o *options) { o.schema = schema } }
+func WithSchema(schema string) Option { return func(o *options) { o.Schema = schema } }
 
 // WithHealthCheck sets how long a subscription may sit idle before it checks
 // its connection end to end (and how long the check may take). 0 disables
 // the check; negative is an error. Default DefaultHealthCheck.
 func WithHealthCheck(interval time.Duration) Option {
-	return func(o *options) { o.health = interval }
+	return func(o *options) { o.Health = interval }
 }
 
 // WithLogger sets the logger (default: discard). Subscriptions log ignored
 // notifications at debug level, and failed health checks, lost connections
 // and buffer overflows at warn level. No message ever holds the DSN or its
 // password.
-func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.Logger = l } }
 
 // Backend is the lib/pq backend: a jobwatch.Driver and the job lifecycle
 // over a sqlx pool, plus a DSN for the listening connections. It is safe for
@@ -113,6 +108,7 @@ type Backend struct {
 	db     *sqlx.DB
 	dsn    dsnInfo
 	names  pgschema.Names
+	core   *pgcore.Core // wraps every error with b.dsn.redactErr
 	health time.Duration
 	log    *slog.Logger
 
@@ -120,8 +116,7 @@ type Backend struct {
 	// notifications (tests shrink it).
 	bufferSize int
 
-	mu   sync.Mutex
-	subs map[*Subscription]struct{}
+	subs pgcore.Subscriptions[*Subscription]
 }
 
 var _ jobwatch.Driver = (*Backend)(nil)
@@ -140,25 +135,20 @@ func New(db *sqlx.DB, dsn string, opts ...Option) (*Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: dsn: %s", ErrInvalidOption, err)
 	}
-	o := options{health: DefaultHealthCheck}
-	for _, opt := range opts {
-		if opt == nil {
-			return nil, fmt.Errorf("%w: nil option", ErrInvalidOption)
-		}
-		opt(&o)
-	}
-	if o.health < 0 {
-		return nil, fmt.Errorf("%w: negative health-check interval %v", ErrInvalidOption, o.health)
-	}
-	names, err := pgschema.NewNames(o.prefix, o.schema)
+	o, names, err := pgcore.ApplyOptions(opts, options{Health: DefaultHealthCheck}, ErrInvalidOption)
 	if err != nil {
 		return nil, err
 	}
-	if o.logger == nil {
-		o.logger = slog.New(slog.DiscardHandler)
-	}
-	return &Backend{db: db, dsn: info, names: names, health: o.health, log: o.logger,
-		bufferSize: defaultBufferSize, subs: map[*Subscription]struct{}{}}, nil
+	core := pgcore.New(pgcore.Config{
+		Names:       names,
+		DB:          newSqlxDB(db, o.Logger, info.redactErr),
+		Prefix:      "jobwatch/pq",
+		Redact:      info.redactErr,
+		PgError:     pgError,
+		EnqueueInTx: true,
+	})
+	return &Backend{db: db, dsn: info, names: names, core: core, health: o.Health, log: o.Logger,
+		bufferSize: defaultBufferSize}, nil
 }
 
 // Channel returns the NOTIFY channel, verbatim.
@@ -171,172 +161,37 @@ func (b *Backend) QueueTable() string { return b.names.QueueTable() }
 // LogTable returns the quoted, qualified log table name.
 func (b *Backend) LogTable() string { return b.names.LogTable() }
 
-// fail wraps an error of operation op, redacting the DSN's secrets.
-func (b *Backend) fail(op string, err error) error {
-	return b.dsn.redactErr(fmt.Errorf("jobwatch/pq: %s: %w", op, err))
-}
-
 // Install creates the queue's objects (design.md section 5: PgQueuer's
 // enum, tables, indexes, trigger function and trigger, in the schema, which
 // it creates when missing) in one transaction under an advisory lock, so
 // concurrent installers do not race. It reports created=false, and changes
 // nothing, when every object already exists; a partial installation is left
 // untouched with an error matching ErrPartialInstall.
-func (b *Backend) Install(ctx context.Context) (created bool, err error) {
-	err = b.inTx(ctx, func(tx *sqlx.Tx) error {
-		if _, err := tx.ExecContext(ctx, b.names.LockSQL()); err != nil {
-			return err
-		}
-		var st pgschema.Installation
-		if err := tx.QueryRowxContext(ctx, b.names.StateSQL()).Scan(st.ScanDest()...); err != nil {
-			return err
-		}
-		if st.Complete() {
-			return nil
-		}
-		if err := st.Check(); err != nil {
-			return err
-		}
-		if !st.SchemaExists {
-			if _, err := tx.ExecContext(ctx, b.names.CreateSchemaSQL()); err != nil {
-				return err
-			}
-		}
-		if _, err := tx.ExecContext(ctx, b.names.InstallSQL()); err != nil {
-			return err
-		}
-		created = true
-		return nil
-	})
-	if err != nil {
-		return false, b.fail("install", err)
-	}
-	return created, nil
-}
+func (b *Backend) Install(ctx context.Context) (created bool, err error) { return b.core.Install(ctx) }
 
 // Uninstall drops every object of the queue that exists (the status enum
 // with CASCADE), in one transaction under the installer's advisory lock.
 // The schema itself is kept.
-func (b *Backend) Uninstall(ctx context.Context) error {
-	err := b.inTx(ctx, func(tx *sqlx.Tx) error {
-		if _, err := tx.ExecContext(ctx, b.names.LockSQL()); err != nil {
-			return err
-		}
-		_, err := tx.ExecContext(ctx, b.names.UninstallSQL())
-		return err
-	})
-	if err != nil {
-		return b.fail("uninstall", err)
-	}
-	return nil
-}
+func (b *Backend) Uninstall(ctx context.Context) error { return b.core.Uninstall(ctx) }
 
 // Installed reports whether every object of the queue exists. A partial
 // installation returns false and an error matching ErrPartialInstall.
-func (b *Backend) Installed(ctx context.Context) (bool, error) {
-	var st pgschema.Installation
-	if err := b.db.QueryRowxContext(ctx, b.names.StateSQL()).Scan(st.ScanDest()...); err != nil {
-		return false, b.fail("installed", err)
-	}
-	if err := st.Check(); err != nil {
-		return false, err
-	}
-	return st.Complete(), nil
-}
+func (b *Backend) Installed(ctx context.Context) (bool, error) { return b.core.Installed(ctx) }
 
 // FetchStatuses implements jobwatch.Driver: one query, the status of each
 // id's newest log row; unknown ids are omitted.
 func (b *Backend) FetchStatuses(ctx context.Context, ids []jobwatch.JobID) ([]jobwatch.Status, error) {
-	if len(ids) == 0 {
-		return []jobwatch.Status{}, nil
-	}
-	arg := make([]int64, len(ids))
-	for i, id := range ids {
-		arg[i] = int64(id)
-	}
-	rows, err := b.db.QueryxContext(ctx, b.names.FetchStatusesSQL(), libpq.Array(arg))
-	if err != nil {
-		return nil, b.fail("fetch statuses", err)
-	}
-	defer rows.Close()
-	out := make([]jobwatch.Status, 0, len(ids))
-	for rows.Next() {
-		var (
-			id     int64
-			status string
-		)
-		if err := rows.Scan(&id, &status); err != nil {
-			return nil, b.fail("fetch statuses", err)
-		}
-		s, err := pgschema.ParseStatus(id, status)
-		if err != nil {
-			return nil, b.fail("fetch statuses", err)
-		}
-		out = append(out, s)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, b.fail("fetch statuses", err)
-	}
-	return out, nil
+	return b.core.FetchStatuses(ctx, ids)
 }
 
 // NotifyRaw sends payload on the channel with pg_notify, from the pool. It
 // is what the trigger and PgQueuer do; tests use it to send garbage.
 func (b *Backend) NotifyRaw(ctx context.Context, payload string) error {
-	if _, err := b.db.ExecContext(ctx, b.names.NotifySQL(), payload); err != nil {
-		return b.fail("notify", err)
-	}
-	return nil
+	return b.core.NotifyRaw(ctx, payload)
 }
 
 // ListenerPIDs returns the server process ids of the open subscriptions'
 // connections (for pg_stat_activity, pg_terminate_backend, diagnostics). A
 // subscription whose pid could not be read when it started (see
 // Subscription.PID) is left out.
-func (b *Backend) ListenerPIDs() []uint32 {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	out := make([]uint32, 0, len(b.subs))
-	for s := range b.subs {
-		if s.pid != 0 {
-			out = append(out, s.pid)
-		}
-	}
-	return out
-}
-
-func (b *Backend) register(s *Subscription) {
-	b.mu.Lock()
-	b.subs[s] = struct{}{}
-	b.mu.Unlock()
-}
-
-func (b *Backend) unregister(s *Subscription) {
-	b.mu.Lock()
-	delete(b.subs, s)
-	b.mu.Unlock()
-}
-
-// marshalTraceback encodes a traceback for the log's jsonb column.
-func marshalTraceback(tb any) (string, error) {
-	switch v := tb.(type) {
-	case nil:
-		return "", nil
-	case json.RawMessage:
-		if len(v) == 0 {
-			return "", nil
-		}
-		if !json.Valid(v) {
-			return "", fmt.Errorf("%w: traceback is not valid JSON", ErrInvalidJob)
-		}
-		return string(v), nil
-	}
-	b, err := json.Marshal(tb)
-	if err != nil {
-		return "", fmt.Errorf("%w: traceback: %v", ErrInvalidJob, err)
-	}
-	if string(b) == "null" {
-		return "", nil
-	}
-	return string(b), nil
-}
+func (b *Backend) ListenerPIDs() []uint32 { return b.subs.PIDs() }

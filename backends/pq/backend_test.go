@@ -169,7 +169,7 @@ func TestListenerApplicationName(t *testing.T) {
 func TestInstallUninstall(t *testing.T) {
 	schema := pgtest.Schema(t)
 	db := openDB(t, pgtest.DSN())
-	ctx := testCtx(t)
+	ctx := pgtest.Context(t)
 	b, err := jwpq.New(db, pgtest.DSN(), jwpq.WithSchema(schema), jwpq.WithPrefix("x_"))
 	if err != nil {
 		t.Fatal(err)
@@ -324,7 +324,7 @@ func TestFetchStatusesNewestLogRow(t *testing.T) {
 func TestInstallConcurrent(t *testing.T) {
 	schema := pgtest.Schema(t)
 	db := openDB(t, pgtest.DSN())
-	ctx := testCtx(t)
+	ctx := pgtest.Context(t)
 	const n = 6
 	results := make(chan error, n)
 	created := make(chan bool, n)

@@ -3,36 +3,31 @@ package pq
 import (
 	"errors"
 	"net/url"
-	"regexp"
-	"sort"
 	"strings"
 
 	libpq "github.com/lib/pq"
-)
 
-// redacted replaces secrets in messages.
-const redacted = "xxxxx"
+	"github.com/jobwatch/jobwatch/internal/redact"
+)
 
 // maxAppName is the longest application_name the server stores unchanged
 // (NAMEDATALEN-1 bytes).
 const maxAppName = 63
 
 // dsnInfo is the listener's connection string and what must never appear in
-// an error or a log line: the password, in every form the DSN spells it.
+// an error or a log line: the DSN itself and its password, in every form the
+// DSN spells it (internal/redact).
 type dsnInfo struct {
 	raw     string
-	appBase string   // the caller's application_name, sanitized (may be empty)
-	secrets []string // longest first
+	appBase string // the caller's application_name, sanitized (may be empty)
+	secrets redact.Redactor
 }
-
-var kvPassword = regexp.MustCompile(`(?i)(?:^|\s)password\s*=\s*('(?:[^'\\]|\\.)*'|[^\s]*)`)
 
 // parseDSN validates dsn with lib/pq's own parser (URL or key=value; the
 // environment variables lib/pq honours fill in what the DSN leaves out) and
 // collects its secrets. The error, if any, is already redacted.
 func parseDSN(dsn string) (dsnInfo, error) {
-	d := dsnInfo{raw: dsn}
-	d.addSecrets(dsnSecrets(dsn)...)
+	d := dsnInfo{raw: dsn, secrets: redact.ForDSN(dsn)}
 	if strings.TrimSpace(dsn) == "" {
 		return d, errors.New("empty DSN: the listener opens its own connection and needs one")
 	}
@@ -40,102 +35,18 @@ func parseDSN(dsn string) (dsnInfo, error) {
 	if err != nil {
 		return d, errors.New(d.redact(err.Error()))
 	}
-	d.addSecrets(cfg.Password)
+	d.secrets.Add(cfg.Password)
 	d.appBase = sanitizeAppName(cfg.ApplicationName)
 	return d, nil
 }
 
-// dsnSecrets finds the password in a DSN without trusting it to parse: the
-// password of a URL's user info (raw and unescaped), a password query
-// parameter, and a key=value password (quoted or not, unescaped too).
-func dsnSecrets(dsn string) []string {
-	var out []string
-	if i := strings.Index(dsn, "://"); i >= 0 {
-		rest := dsn[i+3:]
-		if at := strings.LastIndex(rest, "@"); at >= 0 {
-			userinfo := rest[:at]
-			if c := strings.Index(userinfo, ":"); c >= 0 {
-				pw := userinfo[c+1:]
-				out = append(out, pw)
-				if u, err := url.PathUnescape(pw); err == nil {
-					out = append(out, u)
-				}
-			}
-		}
-		if q := strings.Index(rest, "?"); q >= 0 {
-			for _, kv := range strings.Split(rest[q+1:], "&") {
-				k, v, _ := strings.Cut(kv, "=")
-				if strings.EqualFold(k, "password") {
-					out = append(out, v)
-					if u, err := url.QueryUnescape(v); err == nil {
-						out = append(out, u)
-					}
-				}
-			}
-		}
-	}
-	for _, m := range kvPassword.FindAllStringSubmatch(dsn, -1) {
-		v := m[1]
-		out = append(out, v)
-		if len(v) >= 2 && v[0] == '\'' && v[len(v)-1] == '\'' {
-			inner := v[1 : len(v)-1]
-			out = append(out, inner, strings.NewReplacer(`\'`, `'`, `\\`, `\`).Replace(inner))
-		}
-	}
-	return out
-}
-
-func (d *dsnInfo) addSecrets(s ...string) {
-	for _, v := range s {
-		if v == "" {
-			continue
-		}
-		dup := false
-		for _, have := range d.secrets {
-			if have == v {
-				dup = true
-				break
-			}
-		}
-		if !dup {
-			d.secrets = append(d.secrets, v)
-		}
-	}
-	sort.Slice(d.secrets, func(i, j int) bool { return len(d.secrets[i]) > len(d.secrets[j]) })
-}
-
 // redact removes the whole DSN and every secret from s.
-func (d dsnInfo) redact(s string) string {
-	if d.raw != "" {
-		s = strings.ReplaceAll(s, d.raw, "<dsn>")
-	}
-	for _, sec := range d.secrets {
-		s = strings.ReplaceAll(s, sec, redacted)
-	}
-	return s
-}
+func (d dsnInfo) redact(s string) string { return d.secrets.String(s) }
 
 // redactErr returns err unchanged when its message holds no secret, else an
 // error with the redacted message that still unwraps to err (so errors.Is
 // and errors.As keep working).
-func (d dsnInfo) redactErr(err error) error {
-	if err == nil {
-		return nil
-	}
-	msg := err.Error()
-	if r := d.redact(msg); r != msg {
-		return &redactedError{msg: r, err: err}
-	}
-	return err
-}
-
-type redactedError struct {
-	msg string
-	err error
-}
-
-func (e *redactedError) Error() string { return e.msg }
-func (e *redactedError) Unwrap() error { return e.err }
+func (d dsnInfo) redactErr(err error) error { return d.secrets.Error(err) }
 
 // sanitizeAppName keeps printable ASCII only: the server replaces anything
 // else, and the listener is found again by its exact name.

@@ -13,14 +13,6 @@ import (
 	"github.com/jobwatch/jobwatch/statemachine"
 )
 
-// testCtx is bounded so a hung database fails the test instead of the run.
-func testCtx(t *testing.T) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 // openDB opens a sqlx pool on the lib/pq driver, closed at cleanup. The
 // database is shared with other packages' tests, so pools stay small.
 func openDB(t *testing.T, dsn string) *sqlx.DB {
@@ -68,7 +60,7 @@ func newEnvDSN(t *testing.T, listenDSN string, opts ...jwpq.Option) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, ctx: testCtx(t), db: db, b: b, schema: schema, prefix: prefix}
+	e := &env{t: t, ctx: pgtest.Context(t), db: db, b: b, schema: schema, prefix: prefix}
 	if created, err := b.Install(e.ctx); err != nil || !created {
 		t.Fatalf("Install = %v, %v; want true, nil", created, err)
 	}
@@ -89,51 +81,18 @@ func (e *env) enqueue(n int) []jobwatch.JobID {
 	return ids
 }
 
-// pathTo is the shortest event sequence from queued to st.
-func pathTo(st statemachine.State) []statemachine.Event {
-	switch st {
-	case statemachine.Picked:
-		return []statemachine.Event{statemachine.Claim}
-	case statemachine.Successful:
-		return []statemachine.Event{statemachine.Claim, statemachine.Complete}
-	case statemachine.Exception:
-		return []statemachine.Event{statemachine.Claim, statemachine.Error}
-	case statemachine.Canceled:
-		return []statemachine.Event{statemachine.Cancel}
-	case statemachine.Deleted:
-		return []statemachine.Event{statemachine.Delete}
-	case statemachine.Failed:
-		return []statemachine.Event{statemachine.Claim, statemachine.Hold}
-	}
-	return nil
-}
-
 // jobIn returns a job brought to state st through the real write path.
 func (e *env) jobIn(st statemachine.State) jobwatch.JobID {
 	e.t.Helper()
 	id := e.enqueue(1)[0]
-	for _, ev := range pathTo(st) {
-		if err := e.b.Apply(e.ctx, ev, id); err != nil {
-			e.t.Fatalf("jobIn(%v): %s: %v", st, ev, err)
-		}
-	}
-	if got := e.status(id); got != st {
-		e.t.Fatalf("jobIn(%v): job is %v", st, got)
-	}
+	pgtest.Bring(e.t, e.ctx, e.b, id, st)
 	return id
 }
 
 // status is the job's current status per FetchStatuses (None if unknown).
 func (e *env) status(id jobwatch.JobID) statemachine.State {
 	e.t.Helper()
-	sts, err := e.b.FetchStatuses(e.ctx, []jobwatch.JobID{id})
-	if err != nil {
-		e.t.Fatalf("FetchStatuses: %v", err)
-	}
-	if len(sts) == 0 {
-		return statemachine.None
-	}
-	return sts[0].State
+	return pgtest.Status(e.t, e.ctx, e.b, id)
 }
 
 // snapshot renders everything stored about a job: its queue row and all its
@@ -141,10 +100,7 @@ func (e *env) status(id jobwatch.JobID) statemachine.State {
 func (e *env) snapshot(id jobwatch.JobID) string {
 	e.t.Helper()
 	var s string
-	err := e.db.QueryRowxContext(e.ctx, `SELECT
-		COALESCE((SELECT row_to_json(q)::text FROM `+e.b.QueueTable()+` q WHERE id = $1), '-') || ' | ' ||
-		COALESCE((SELECT json_agg(l ORDER BY l.id)::text FROM `+e.b.LogTable()+` l WHERE job_id = $1), '-')`,
-		int64(id)).Scan(&s)
+	err := e.db.QueryRowxContext(e.ctx, pgtest.SnapshotSQL(e.b.QueueTable(), e.b.LogTable()), int64(id)).Scan(&s)
 	if err != nil {
 		e.t.Fatalf("snapshot: %v", err)
 	}
@@ -178,13 +134,6 @@ func (e *env) listen() *jwpq.Subscription {
 	}
 	e.t.Cleanup(func() { _ = sub.Close() })
 	return sub.(*jwpq.Subscription)
-}
-
-// nextWithin calls Next bounded by d.
-func nextWithin(sub jobwatch.Subscription, d time.Duration) (jobwatch.Notification, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	return sub.Next(ctx)
 }
 
 // eventually polls cond (for conditions nothing signals, such as a counter

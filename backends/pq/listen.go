@@ -16,6 +16,7 @@ import (
 
 	"github.com/jobwatch/jobwatch"
 	"github.com/jobwatch/jobwatch/backends/internal/notify"
+	"github.com/jobwatch/jobwatch/backends/internal/pgschema"
 )
 
 // Bounds of the subscription's own housekeeping.
@@ -36,10 +37,6 @@ const (
 	defaultBufferSize = 256 // undelivered notifications per subscription
 )
 
-// listenerPIDSQL finds a listening connection by its application_name.
-// Params: $1 text.
-const listenerPIDSQL = `SELECT pid FROM pg_catalog.pg_stat_activity WHERE application_name = $1::text ORDER BY backend_start DESC LIMIT 1`
-
 // Listen implements jobwatch.Driver. It opens a dedicated lib/pq Listener
 // (its own connection, from the DSN given to New, tagged with a unique
 // application_name), runs LISTEN on the channel (quoted) and returns once
@@ -50,7 +47,7 @@ const listenerPIDSQL = `SELECT pid FROM pg_catalog.pg_stat_activity WHERE applic
 // closes it.
 func (b *Backend) Listen(ctx context.Context) (jobwatch.Subscription, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, b.fail("listen", err)
+		return nil, b.core.Fail("listen", err)
 	}
 	tag := randomHex(6)
 	s := &Subscription{
@@ -90,10 +87,10 @@ func (b *Backend) Listen(ctx context.Context) (jobwatch.Subscription, error) {
 	}
 	if err != nil {
 		_ = s.Close()
-		return nil, b.fail("listen", err)
+		return nil, b.core.Fail("listen", err)
 	}
 	s.pid = s.lookupPID(ctx)
-	b.register(s)
+	b.subs.Add(s)
 	return s, nil
 }
 
@@ -485,7 +482,7 @@ func (s *Subscription) isClosed() bool {
 func (s *Subscription) lookupPID(ctx context.Context) uint32 {
 	var pid int64
 	err := s.poolCall(ctx, pidTimeout, func(ctx context.Context) error {
-		return s.b.db.QueryRowxContext(ctx, listenerPIDSQL, s.appName).Scan(&pid)
+		return s.b.db.QueryRowxContext(ctx, pgschema.ListenerPIDSQL, s.appName).Scan(&pid)
 	})
 	if err != nil {
 		s.b.log.Debug("jobwatch/pq: listener pid unknown", "application_name", s.appName,
@@ -549,7 +546,7 @@ func (s *Subscription) Close() error {
 	close(s.done)
 	s.stopAll()
 	s.mu.Unlock()
-	defer s.b.unregister(s)
+	defer s.b.subs.Remove(s)
 
 	closed := make(chan struct{})
 	go func() {

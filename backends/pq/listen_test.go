@@ -42,7 +42,7 @@ func TestListenDeliversAfterCommit(t *testing.T) {
 	}
 
 	e.enqueue(1)
-	if n, err := nextWithin(sub, 10*time.Second); err != nil || n.Resync || len(n.IDs) != 0 {
+	if n, err := pgtest.NextWithin(sub, 10*time.Second); err != nil || n.Resync || len(n.IDs) != 0 {
 		t.Fatalf("Next after a commit = %+v, %v; want a plain hint", n, err)
 	}
 
@@ -55,13 +55,13 @@ func TestListenDeliversAfterCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Negative check: nothing can signal "no notification"; a short wait.
-	if n, err := nextWithin(sub, 200*time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {
+	if n, err := pgtest.NextWithin(sub, 200*time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Next before the commit = %+v, %v; want a timeout", n, err)
 	}
 	if err := tx.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := nextWithin(sub, 10*time.Second); err != nil || n.Resync {
+	if n, err := pgtest.NextWithin(sub, 10*time.Second); err != nil || n.Resync {
 		t.Fatalf("Next after the commit = %+v, %v", n, err)
 	}
 	if sub.Ignored() != 0 {
@@ -112,7 +112,7 @@ func TestGarbageIgnoredAndCounted(t *testing.T) {
 	if err := e.b.NotifyRaw(e.ctx, e.tableChanged()); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := nextWithin(sub, 10*time.Second); err != nil || n.Resync {
+	if n, err := pgtest.NextWithin(sub, 10*time.Second); err != nil || n.Resync {
 		t.Fatalf("Next = %+v, %v; want the genuine change", n, err)
 	}
 	if got := sub.Ignored(); got != uint64(sent) {
@@ -132,7 +132,7 @@ func TestNilNotificationIsResync(t *testing.T) {
 	sub.Deliver(nil)
 	sub.Deliver(&libpq.Notification{Channel: e.b.Channel(), Extra: e.tableChanged()})
 	for i, want := range []bool{true, false} {
-		n, err := nextWithin(sub, 5*time.Second)
+		n, err := pgtest.NextWithin(sub, 5*time.Second)
 		if err != nil || n.Resync != want {
 			t.Fatalf("Next #%d = %+v, %v; want Resync=%v", i, n, err, want)
 		}
@@ -159,13 +159,13 @@ func TestBufferOverflowCollapsesIntoResync(t *testing.T) {
 	if sub.Overflows() != 2 {
 		t.Errorf("Overflows = %d, want 2 (11 into a buffer of 4)", sub.Overflows())
 	}
-	n, err := nextWithin(sub, time.Second)
+	n, err := pgtest.NextWithin(sub, time.Second)
 	if err != nil || !n.Resync {
 		t.Fatalf("first Next = %+v, %v; want a Resync", n, err)
 	}
 	hints := 0
 	for sub.Buffered() > 0 {
-		if n, err := nextWithin(sub, time.Second); err != nil || n.Resync {
+		if n, err := pgtest.NextWithin(sub, time.Second); err != nil || n.Resync {
 			t.Fatalf("Next = %+v, %v", n, err)
 		}
 		hints++
@@ -191,7 +191,7 @@ func TestKillListenerConnection(t *testing.T) {
 	}
 	next := make(chan error, 1)
 	go func() {
-		_, err := nextWithin(sub, 30*time.Second)
+		_, err := pgtest.NextWithin(sub, 30*time.Second)
 		next <- err
 	}()
 	var ok bool
@@ -207,7 +207,7 @@ func TestKillListenerConnection(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Next did not return after its connection was killed")
 	}
-	if _, err := nextWithin(sub, time.Second); err == nil || errors.Is(err, context.DeadlineExceeded) {
+	if _, err := pgtest.NextWithin(sub, time.Second); err == nil || errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Next on a dead subscription: %v, want the same error again", err)
 	}
 	t0 := time.Now()
@@ -223,7 +223,7 @@ func TestKillListenerConnection(t *testing.T) {
 	// A new subscription works.
 	sub2 := e.listen()
 	e.enqueue(1)
-	if _, err := nextWithin(sub2, 10*time.Second); err != nil {
+	if _, err := pgtest.NextWithin(sub2, 10*time.Second); err != nil {
 		t.Fatalf("Next on a new subscription: %v", err)
 	}
 }
@@ -281,11 +281,11 @@ func TestNextHonoursCtx(t *testing.T) {
 	if _, err := sub.Next(ctx); !errors.Is(err, context.Canceled) {
 		t.Errorf("Next with a cancelled ctx: %v", err)
 	}
-	if _, err := nextWithin(sub, 50*time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := pgtest.NextWithin(sub, 50*time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Next with an expiring ctx: %v", err)
 	}
 	e.enqueue(1)
-	if _, err := nextWithin(sub, 10*time.Second); err != nil {
+	if _, err := pgtest.NextWithin(sub, 10*time.Second); err != nil {
 		t.Errorf("Next after ctx errors: %v", err)
 	}
 }
@@ -305,7 +305,7 @@ func TestHealthCheckProbe(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer osub.Close()
-	if _, err := nextWithin(sub, 500*time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := pgtest.NextWithin(sub, 500*time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Next on a healthy idle connection: %v, want a timeout", err)
 	}
 	if sub.Ignored() != 0 {
@@ -316,7 +316,7 @@ func TestHealthCheckProbe(t *testing.T) {
 	})
 	// Still delivers.
 	e.enqueue(1)
-	if _, err := nextWithin(sub, 10*time.Second); err != nil {
+	if _, err := pgtest.NextWithin(sub, 10*time.Second); err != nil {
 		t.Fatalf("Next after health checks: %v", err)
 	}
 }
@@ -333,7 +333,7 @@ func TestHalfOpenConnectionDetected(t *testing.T) {
 		t.Fatalf("blackholed %d connections, want the listener's only", n)
 	}
 	t0 := time.Now()
-	_, err := nextWithin(sub, 10*time.Second)
+	_, err := pgtest.NextWithin(sub, 10*time.Second)
 	if !errors.Is(err, jwpq.ErrUnhealthy) {
 		t.Fatalf("Next on a half-open connection: %v, want ErrUnhealthy", err)
 	}
@@ -440,7 +440,7 @@ func TestHealthCheckFallbackPing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := testCtx(t)
+	ctx := pgtest.Context(t)
 	if _, err := b.Install(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -452,7 +452,7 @@ func TestHealthCheckFallbackPing(t *testing.T) {
 		t.Fatalf("blackholed %d connections, want the pool's and the listener's", n)
 	}
 	t0 := time.Now()
-	_, err = nextWithin(sub, 20*time.Second)
+	_, err = pgtest.NextWithin(sub, 20*time.Second)
 	if !errors.Is(err, jwpq.ErrUnhealthy) || !strings.Contains(err.Error(), "ping") {
 		t.Fatalf("Next = %v, want ErrUnhealthy from the ping", err)
 	}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -18,6 +17,7 @@ import (
 	"github.com/jobwatch/jobwatch"
 	jwpgx "github.com/jobwatch/jobwatch/backends/pgx"
 	jwpq "github.com/jobwatch/jobwatch/backends/pq"
+	"github.com/jobwatch/jobwatch/internal/redact"
 	"github.com/jobwatch/jobwatch/statemachine"
 )
 
@@ -120,47 +120,25 @@ func (c connFlags) openPq(ctx context.Context) (queue, func(), error) {
 
 // redact removes the DSN's password from err's message, in every spelling
 // it may take there, keeping err's chain for errors.Is.
-func (c connFlags) redact(err error) error {
-	msg := err.Error()
-	out := msg
-	for _, secret := range dsnSecrets(c.dsn) {
-		out = strings.ReplaceAll(out, secret, "xxxxx")
-	}
-	if out == msg {
-		return err
-	}
-	return &redacted{msg: out, err: err}
-}
+func (c connFlags) redact(err error) error { return dsnRedactor(c.dsn).Error(err) }
 
-type redacted struct {
-	msg string
-	err error
-}
-
-func (r *redacted) Error() string { return r.msg }
-func (r *redacted) Unwrap() error { return r.err }
-
-// dsnSecrets returns the password of dsn as written and as decoded; the
-// DSN itself too when it cannot be parsed (then the password cannot be
-// told apart).
-func dsnSecrets(dsn string) []string {
+// dsnRedactor hides the password of dsn: every spelling the DSN holds
+// (found without trusting it to parse), and the password pgx resolves for
+// it (which PGPASSWORD or a passfile may supply), as is and escaped; the
+// whole DSN too when it cannot be parsed.
+func dsnRedactor(dsn string) redact.Redactor {
 	if dsn == "" {
-		return nil
+		return redact.Redactor{}
 	}
+	r := redact.New(redact.Secrets(dsn)...)
 	cfg, err := pgconn.ParseConfig(dsn)
-	if err != nil {
-		return []string{dsn}
+	switch {
+	case err != nil:
+		r.Add(dsn)
+	case cfg.Password != "":
+		r.Add(cfg.Password, url.QueryEscape(cfg.Password), url.PathEscape(cfg.Password))
 	}
-	var out []string
-	if cfg.Password != "" {
-		out = append(out, cfg.Password, url.QueryEscape(cfg.Password), url.PathEscape(cfg.Password))
-	}
-	if u, err := url.Parse(dsn); err == nil && u.User != nil {
-		if p, ok := u.User.Password(); ok && p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
+	return r
 }
 
 // exitFor maps an error to the exit status the commands document.

@@ -1,7 +1,8 @@
 // Package pgtest helps the PostgreSQL backends' tests: it finds the test
 // database, gives each test a fresh schema that is dropped when the test
-// ends, and offers a TCP proxy that can silently stop forwarding, to
-// simulate a half-open connection.
+// ends, offers a TCP proxy that can silently stop forwarding, to simulate a
+// half-open connection, and holds the helpers both backends' tests share
+// (a bounded context, bringing a job to a state, reading its status).
 //
 // It opens connections only to create and drop schemas; each backend opens
 // its own with the DSN it returns. A database that cannot be reached fails
@@ -12,12 +13,13 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"fmt"
 	"os"
 	"testing"
 	"time"
 
 	pgxv5 "github.com/jackc/pgx/v5"
+
+	"github.com/jobwatch/jobwatch/internal/redact"
 )
 
 // EnvDSN names the environment variable that holds the test database's DSN.
@@ -54,7 +56,7 @@ func Connect(t testing.TB) *pgxv5.Conn {
 	conn, err := pgxv5.Connect(ctx, DSN())
 	if err != nil {
 		t.Fatalf("pgtest: cannot reach the test database at %q (set %s to change it; "+
-			"PostgreSQL must be running, tests never skip): %v", redact(DSN()), EnvDSN, err)
+			"PostgreSQL must be running, tests never skip): %v", safeDSN(DSN()), EnvDSN, err)
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -95,11 +97,5 @@ func dropSchema(t testing.TB, name string) {
 	}
 }
 
-// redact hides a password in a URL DSN for messages.
-func redact(dsn string) string {
-	cfg, err := pgxv5.ParseConfig(dsn)
-	if err != nil || cfg.Password == "" {
-		return dsn
-	}
-	return fmt.Sprintf("host=%s port=%d user=%s dbname=%s", cfg.Host, cfg.Port, cfg.User, cfg.Database)
-}
+// safeDSN is dsn with its password masked, for messages.
+func safeDSN(dsn string) string { return redact.New(redact.Secrets(dsn)...).String(dsn) }

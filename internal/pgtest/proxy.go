@@ -33,7 +33,7 @@ func NewProxy(t testing.TB) (*Proxy, string) {
 	t.Helper()
 	u, err := url.Parse(DSN())
 	if err != nil || u.Host == "" {
-		t.Fatalf("pgtest: proxy needs a URL DSN with a host, got %q (%v)", redact(DSN()), err)
+		t.Fatalf("pgtest: proxy needs a URL DSN with a host, got %q (%v)", safeDSN(DSN()), err)
 	}
 	target := u.Host
 	if u.Port() == "" {

@@ -158,3 +158,8 @@ func (n Names) UnlistenSQL() string { return "UNLISTEN " + QuoteIdentifier(n.Cha
 func (n Names) NotifySQL() string {
 	return "SELECT pg_notify(" + QuoteLiteral(n.Channel) + ", $1::text)"
 }
+
+// ListenerPIDSQL finds a listening connection's server process id by its
+// application_name (the newest such session): one row, pid bigint, or none.
+// It names no object of an installation. Params: $1 text.
+const ListenerPIDSQL = `SELECT pid::bigint FROM pg_catalog.pg_stat_activity WHERE application_name = $1::text ORDER BY backend_start DESC LIMIT 1`

@@ -44,6 +44,7 @@ func TestSQLOnServer(t *testing.T) {
 	stmts := map[string]string{
 		"FetchStatuses": n.FetchStatusesSQL(),
 		"Notify":        n.NotifySQL(),
+		"ListenerPID":   pgschema.ListenerPIDSQL,
 		"Diagnose":      n.Diagnose(1).SQL,
 		"ClaimUpdate":   n.ClaimUpdate([]int64{1}, [16]byte{}).SQL,
 	}

@@ -1,0 +1,389 @@
+// Package pgcore is what the PostgreSQL backends (backends/pgx and
+// backends/pq) do with the shared SQL of pgschema, written once: the
+// installer, the status read and the job lifecycle (enqueue, claim, the
+// guarded transitions with their diagnosis), plus option handling and the
+// registry of open subscriptions.
+//
+// It runs statements through DB, a small interface each backend adapts its
+// driver to. What stays per driver comes in through Config: how statements
+// and transactions run (including argument encoding and rollback), how a
+// unique violation is recognized, how errors are worded (each backend's
+// prefix) and redacted.
+//
+// Each backend keeps its exported methods, with their documentation, as
+// one-line calls into Core.
+package pgcore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/jobwatch/jobwatch"
+	"github.com/jobwatch/jobwatch/backends/internal/pgschema"
+	"github.com/jobwatch/jobwatch/statemachine"
+)
+
+// Rows is a result being read, as *sql.Rows has it (a pgx adapter wraps
+// pgx.Rows, whose Close returns nothing). Core always closes it.
+type Rows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+	Close() error
+}
+
+// Querier runs statements: on a pool, or in a transaction. args are
+// pgschema's (Go slices for arrays): an adapter encodes them as its driver
+// needs. Exec without args must use the simple query protocol (several
+// commands in one string); pgx and lib/pq do so by themselves.
+type Querier interface {
+	Query(ctx context.Context, sql string, args ...any) (Rows, error)
+	Exec(ctx context.Context, sql string, args ...any) error
+}
+
+// DB is a pool that can also run a transaction.
+type DB interface {
+	Querier
+	// InTx runs fn in a transaction, committing when fn returns nil and
+	// rolling back otherwise. It returns fn's error itself (unwrapped), so
+	// the caller can recognize it.
+	InTx(ctx context.Context, fn func(Querier) error) error
+}
+
+// Config is what differs between the backends.
+type Config struct {
+	Names pgschema.Names
+	DB    DB
+	// Prefix starts every error Core wraps: "jobwatch/pgx" gives
+	// "jobwatch/pgx: claim: ...".
+	Prefix string
+	// Redact, when not nil, is applied to every error Core wraps (backends/pq
+	// hides its DSN's password).
+	Redact func(error) error
+	// PgError extracts the SQLSTATE, constraint name and detail of a
+	// server error in err's chain (ok false when there is none).
+	PgError func(err error) (sqlstate, constraint, detail string, ok bool)
+	// EnqueueInTx runs Enqueue's single statement in an explicit
+	// transaction, committed only once every id has been read back, so a
+	// failure while reading them rolls the batch back. Without it the
+	// statement runs alone, in one round trip.
+	EnqueueInTx bool
+}
+
+// Core is the installer and lifecycle of one installation over one DB. It
+// is safe for concurrent use when DB is.
+type Core struct {
+	c Config
+}
+
+// New returns a Core. Names, DB, Prefix and PgError are required.
+func New(c Config) *Core {
+	if c.Redact == nil {
+		c.Redact = func(err error) error { return err }
+	}
+	return &Core{c: c}
+}
+
+// Fail wraps an error of operation op with the backend's prefix, redacted.
+func (c *Core) Fail(op string, err error) error {
+	return c.c.Redact(fmt.Errorf("%s: %s: %w", c.c.Prefix, op, err))
+}
+
+// writeErr is Fail, except that a violation of the dedupe index becomes an
+// error matching pgschema.ErrDuplicate with the server's detail.
+func (c *Core) writeErr(op string, err error) error {
+	if code, constraint, detail, ok := c.c.PgError(err); ok && c.c.Names.IsDedupeViolation(code, constraint) {
+		return c.c.Redact(fmt.Errorf("%s: %s: %w: %s", c.c.Prefix, op, pgschema.ErrDuplicate, detail))
+	}
+	return c.Fail(op, err)
+}
+
+// Install: see the backends' Install.
+func (c *Core) Install(ctx context.Context) (created bool, err error) {
+	n := c.c.Names
+	err = c.c.DB.InTx(ctx, func(q Querier) error {
+		if err := q.Exec(ctx, n.LockSQL()); err != nil {
+			return err
+		}
+		var st pgschema.Installation
+		if err := queryRow(ctx, q, n.StateSQL(), nil, st.ScanDest()...); err != nil {
+			return err
+		}
+		if st.Complete() {
+			return nil
+		}
+		if err := st.Check(); err != nil {
+			return err
+		}
+		if !st.SchemaExists {
+			if err := q.Exec(ctx, n.CreateSchemaSQL()); err != nil {
+				return err
+			}
+		}
+		if err := q.Exec(ctx, n.InstallSQL()); err != nil {
+			return err
+		}
+		created = true
+		return nil
+	})
+	if err != nil {
+		return false, c.Fail("install", err)
+	}
+	return created, nil
+}
+
+// Uninstall: see the backends' Uninstall.
+func (c *Core) Uninstall(ctx context.Context) error {
+	err := c.c.DB.InTx(ctx, func(q Querier) error {
+		if err := q.Exec(ctx, c.c.Names.LockSQL()); err != nil {
+			return err
+		}
+		return q.Exec(ctx, c.c.Names.UninstallSQL())
+	})
+	if err != nil {
+		return c.Fail("uninstall", err)
+	}
+	return nil
+}
+
+// Installed: see the backends' Installed.
+func (c *Core) Installed(ctx context.Context) (bool, error) {
+	var st pgschema.Installation
+	if err := queryRow(ctx, c.c.DB, c.c.Names.StateSQL(), nil, st.ScanDest()...); err != nil {
+		return false, c.Fail("installed", err)
+	}
+	if err := st.Check(); err != nil {
+		return false, err
+	}
+	return st.Complete(), nil
+}
+
+// FetchStatuses: see jobwatch.Driver.
+func (c *Core) FetchStatuses(ctx context.Context, ids []jobwatch.JobID) ([]jobwatch.Status, error) {
+	if len(ids) == 0 {
+		return []jobwatch.Status{}, nil
+	}
+	arg := make([]int64, len(ids))
+	for i, id := range ids {
+		arg[i] = int64(id)
+	}
+	out := make([]jobwatch.Status, 0, len(ids))
+	err := query(ctx, c.c.DB, c.c.Names.FetchStatusesSQL(), []any{arg}, func(r Rows) error {
+		var (
+			id     int64
+			status string
+		)
+		if err := r.Scan(&id, &status); err != nil {
+			return err
+		}
+		s, err := pgschema.ParseStatus(id, status)
+		if err != nil {
+			return err
+		}
+		out = append(out, s)
+		return nil
+	})
+	if err != nil {
+		return nil, c.Fail("fetch statuses", err)
+	}
+	return out, nil
+}
+
+// NotifyRaw: see the backends' NotifyRaw.
+func (c *Core) NotifyRaw(ctx context.Context, payload string) error {
+	if err := c.c.DB.Exec(ctx, c.c.Names.NotifySQL(), payload); err != nil {
+		return c.Fail("notify", err)
+	}
+	return nil
+}
+
+// Enqueue: see the backends' Enqueue.
+func (c *Core) Enqueue(ctx context.Context, jobs []pgschema.NewJob) ([]jobwatch.JobID, error) {
+	st, err := c.c.Names.Enqueue(jobs)
+	if err != nil {
+		return nil, err
+	}
+	var ids []int64
+	run := func(q Querier) error {
+		ids, err = queryInt64s(ctx, q, st)
+		if err != nil {
+			return err
+		}
+		if len(ids) != len(jobs) {
+			return fmt.Errorf("returned %d ids for %d jobs", len(ids), len(jobs))
+		}
+		return nil
+	}
+	if c.c.EnqueueInTx {
+		err = c.c.DB.InTx(ctx, run)
+	} else {
+		err = run(c.c.DB)
+	}
+	if err != nil {
+		return nil, c.writeErr("enqueue", err)
+	}
+	out := make([]jobwatch.JobID, len(ids))
+	for i, id := range ids {
+		out[i] = jobwatch.JobID(id)
+	}
+	return out, nil
+}
+
+// Claim: see the backends' Claim.
+func (c *Core) Claim(ctx context.Context, req pgschema.ClaimRequest) ([]pgschema.Job, error) {
+	sel, err := c.c.Names.ClaimSelect(req)
+	if err != nil {
+		return nil, err
+	}
+	var jobs []pgschema.Job
+	err = c.c.DB.InTx(ctx, func(q Querier) error {
+		ids, err := queryInt64s(ctx, q, sel)
+		if err != nil || len(ids) == 0 {
+			return err
+		}
+		up := c.c.Names.ClaimUpdate(ids, req.QueueManagerID)
+		err = query(ctx, q, up.SQL, up.Args, func(r Rows) error {
+			j, err := pgschema.ScanJob(r.Scan)
+			if err != nil {
+				return err
+			}
+			jobs = append(jobs, j)
+			return nil
+		})
+		if err == nil && len(jobs) != len(ids) {
+			err = fmt.Errorf("claimed %d of %d locked jobs", len(jobs), len(ids))
+		}
+		return err
+	})
+	if err != nil {
+		return nil, c.Fail("claim", err)
+	}
+	return jobs, nil
+}
+
+// Apply applies ev to ids (see the backends' Apply), with traceback (JSON
+// text, "" for NULL) stored by statemachine.Error. It runs the guarded
+// transition; if it left any job untouched, it diagnoses the first such job
+// in the same transaction, rolls back and returns that job's
+// TransitionError unwrapped.
+func (c *Core) Apply(ctx context.Context, ev statemachine.Event, ids []jobwatch.JobID, traceback string) error {
+	list, err := pgschema.JobIDs(ids)
+	if err != nil {
+		return err
+	}
+	st, err := c.c.Names.Transition(ev, list, traceback)
+	if err != nil {
+		return err
+	}
+	var failure error
+	err = c.c.DB.InTx(ctx, func(q Querier) error {
+		done, err := queryInt64s(ctx, q, st)
+		if err != nil {
+			return err
+		}
+		missing := pgschema.Missing(list, done)
+		if len(missing) == 0 {
+			return nil
+		}
+		d := c.c.Names.Diagnose(missing[0])
+		var queueStatus, logStatus string
+		if err := queryRow(ctx, q, d.SQL, d.Args, &queueStatus, &logStatus); err != nil {
+			return err
+		}
+		failure = pgschema.TransitionFailure(ev, missing[0], queueStatus, logStatus)
+		return failure
+	})
+	if failure != nil && errors.Is(err, failure) {
+		return failure
+	}
+	if err != nil {
+		return c.Fail(ev.String(), err)
+	}
+	return nil
+}
+
+// Exception applies statemachine.Error to id with traceback: see the
+// backends' Exception.
+func (c *Core) Exception(ctx context.Context, id jobwatch.JobID, traceback any) error {
+	tb, err := marshalTraceback(traceback)
+	if err != nil {
+		return err
+	}
+	return c.Apply(ctx, statemachine.Error, []jobwatch.JobID{id}, tb)
+}
+
+// marshalTraceback encodes a traceback for the log's jsonb column.
+func marshalTraceback(tb any) (string, error) {
+	switch v := tb.(type) {
+	case nil:
+		return "", nil
+	case json.RawMessage:
+		if len(v) == 0 {
+			return "", nil
+		}
+		if !json.Valid(v) {
+			return "", fmt.Errorf("%w: traceback is not valid JSON", pgschema.ErrInvalidJob)
+		}
+		return string(v), nil
+	}
+	b, err := json.Marshal(tb)
+	if err != nil {
+		return "", fmt.Errorf("%w: traceback: %v", pgschema.ErrInvalidJob, err)
+	}
+	if string(b) == "null" {
+		return "", nil
+	}
+	return string(b), nil
+}
+
+// errNoRows is queryRow's error for a statement that returned no row (none
+// of the statements it runs can).
+var errNoRows = errors.New("no rows in result set")
+
+// query runs a statement and calls fn for each row, closing the rows
+// however it ends.
+func query(ctx context.Context, q Querier, sql string, args []any, fn func(Rows) error) error {
+	rows, err := q.Query(ctx, sql, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := fn(rows); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// queryRow runs a statement that returns one row and scans it into dest.
+func queryRow(ctx context.Context, q Querier, sql string, args []any, dest ...any) error {
+	found := false
+	err := query(ctx, q, sql, args, func(r Rows) error {
+		if found {
+			return nil
+		}
+		found = true
+		return r.Scan(dest...)
+	})
+	if err == nil && !found {
+		err = errNoRows
+	}
+	return err
+}
+
+// queryInt64s runs st and returns its single bigint column.
+func queryInt64s(ctx context.Context, q Querier, st pgschema.Stmt) ([]int64, error) {
+	var out []int64
+	err := query(ctx, q, st.SQL, st.Args, func(r Rows) error {
+		var v int64
+		if err := r.Scan(&v); err != nil {
+			return err
+		}
+		out = append(out, v)
+		return nil
+	})
+	return out, err
+}

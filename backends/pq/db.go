@@ -1,0 +1,94 @@
+package pq
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/jmoiron/sqlx"
+	libpq "github.com/lib/pq"
+
+	"github.com/jobwatch/jobwatch/backends/internal/pgcore"
+)
+
+// sqlQuerier is what the pool and a transaction have in common.
+type sqlQuerier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+// querier adapts the pool or a transaction to pgcore.Querier.
+type querier struct{ q sqlQuerier }
+
+func (q querier) Query(ctx context.Context, sql string, args ...any) (pgcore.Rows, error) {
+	rows, err := q.q.QueryContext(ctx, sql, encode(args)...)
+	if err != nil {
+		return nil, err
+	}
+	return rows, nil
+}
+
+func (q querier) Exec(ctx context.Context, sql string, args ...any) error {
+	_, err := q.q.ExecContext(ctx, sql, encode(args)...)
+	return err
+}
+
+// encode adapts pgschema's arguments to database/sql: lib/pq takes arrays
+// through pq.Array (the SQL casts each one, e.g. $1::bigint[]).
+func encode(args []any) []any {
+	if len(args) == 0 {
+		return args
+	}
+	out := make([]any, len(args))
+	for i, a := range args {
+		switch a.(type) {
+		case []int64, []string, [][]byte, []float64, []bool:
+			out[i] = libpq.Array(a)
+		default:
+			out[i] = a
+		}
+	}
+	return out
+}
+
+// sqlxDB is the pool as a pgcore.DB.
+type sqlxDB struct {
+	querier
+	db     *sqlx.DB
+	log    *slog.Logger
+	redact func(error) error
+}
+
+func newSqlxDB(db *sqlx.DB, log *slog.Logger, redact func(error) error) sqlxDB {
+	return sqlxDB{querier{db}, db, log, redact}
+}
+
+// InTx runs fn in a transaction, committing when it returns nil and rolling
+// back otherwise. (database/sql also rolls back by itself when ctx ends.)
+func (d sqlxDB) InTx(ctx context.Context, fn func(pgcore.Querier) error) error {
+	tx, err := d.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	if err := fn(querier{tx}); err != nil {
+		if rerr := tx.Rollback(); rerr != nil && !errors.Is(rerr, sql.ErrTxDone) {
+			d.log.Warn("jobwatch/pq: rollback failed", "err", d.redact(rerr))
+		}
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// pgError reads a server error's SQLSTATE, constraint and detail.
+func pgError(err error) (sqlstate, constraint, detail string, ok bool) {
+	var pqErr *libpq.Error
+	if !errors.As(err, &pqErr) {
+		return "", "", "", false
+	}
+	return string(pqErr.Code), pqErr.Constraint, pqErr.Detail, true
+}
