@@ -127,7 +127,9 @@ func caseFinishedBeforeWait(e *env) {
 		e.t.Errorf("notifications arrived although nothing committed: Stats.Notifications %d -> %d, delivered by Next %d -> %d",
 			before.Notifications, after.Notifications, dBefore.notes, dAfter.notes)
 	}
-	if got := causeDelta(after.Resolved, before.Resolved); got.Wait != 3 || got.Total() != 3 {
+	// The read that follows subscribing (a resync) may still be due when
+	// the first wait registers and serve it: that is no notification either.
+	if got := causeDelta(after.Resolved, before.Resolved); got.Wait+got.Resync != 3 || got.Total() != 3 {
 		e.t.Errorf("Stats.Resolved grew by %+v; want the 3 jobs resolved by the waits' own reads", got)
 	}
 }
