@@ -31,6 +31,8 @@ func cases() []testCase {
 		{"14_driver_fetch_statuses", "Driver.FetchStatuses returns each known id at most once with its state, omits unknown ids, accepts empty input and honours ctx", capNone, caseFetchStatuses},
 		{"15_reconnect_resyncs", "after the listener connection is lost, the watcher reconnects and re-reads every pending job at once, without waiting for the poll", capBreaker, caseReconnect},
 		{"16_illegal_transitions_refused", "an illegal transition is refused with statemachine.ErrIllegalTransition and changes nothing, not even the legal part of its transaction", capNone, caseIllegal},
+		{"17_out_of_order_commits", "a change whose transaction began first but commits after later ones is still seen by notification, and a rolled-back one changes nothing", capOpen, caseOutOfOrder},
+		{"18_driver_change_feed", "ChangeFeed.Changes starts at the present, then returns every job changed after its cursor with its current state, and honours ctx", capFeed, caseChangeFeed},
 	}
 }
 

@@ -39,6 +39,8 @@ const (
 	capNone    capability = ""
 	capBreaker capability = "ListenerBreaker"
 	capRaw     capability = "RawNotifier"
+	capOpen    capability = "OpenApplier"
+	capFeed    capability = "ChangeFeed"
 )
 
 type testCase struct {
@@ -69,11 +71,17 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 	has := map[capability]bool{capNone: true}
 	_, has[capBreaker] = probe.(ListenerBreaker)
 	_, has[capRaw] = probe.(RawNotifier)
+	_, has[capOpen] = probe.(OpenApplier)
+	_, has[capFeed] = probe.Driver().(jobwatch.ChangeFeed)
 
 	var notRun []string
 	for _, c := range cases() {
 		if !has[c.needs] {
-			notRun = append(notRun, fmt.Sprintf("%s (the harness does not implement conformance.%s)", c.name, c.needs))
+			what := "the harness does not implement conformance." + string(c.needs)
+			if c.needs == capFeed {
+				what = "the driver does not implement the optional jobwatch.ChangeFeed"
+			}
+			notRun = append(notRun, fmt.Sprintf("%s (%s)", c.name, what))
 			continue
 		}
 		c := c

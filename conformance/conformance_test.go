@@ -2,6 +2,8 @@ package conformance_test
 
 import (
 	"context"
+	"errors"
+	"sync"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -89,3 +91,38 @@ func TestConformanceFakeTinyBuffer(t *testing.T) {
 		return &fakeHarness{b}
 	})
 }
+
+// ApplyOpen runs the change in a fake transaction held open until end.
+func (h *fakeHarness) ApplyOpen(ctx context.Context, ev statemachine.Event, ids ...jobwatch.JobID) (func(context.Context, bool) error, error) {
+	applied, finish, result := make(chan error, 1), make(chan bool, 1), make(chan error, 1)
+	go func() {
+		result <- h.b.Tx(context.Background(), func(tx *fake.Tx) error {
+			err := tx.Apply(ctx, ev, ids...)
+			applied <- err
+			if err != nil || !<-finish {
+				return errRollback
+			}
+			return nil
+		})
+	}()
+	if err := <-applied; err != nil {
+		<-result
+		return nil, err
+	}
+	var once sync.Once
+	return func(ctx context.Context, commit bool) error {
+		err := errors.New("already ended")
+		once.Do(func() {
+			finish <- commit
+			err = <-result
+			if !commit && errors.Is(err, errRollback) {
+				err = nil
+			}
+		})
+		return err
+	}, nil
+}
+
+var errRollback = errors.New("rolled back on purpose")
+
+var _ conformance.OpenApplier = (*fakeHarness)(nil)

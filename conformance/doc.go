@@ -117,3 +117,13 @@ type ListenerBreaker interface {
 type RawNotifier interface {
 	NotifyRaw(ctx context.Context, payload string) error
 }
+
+// OpenApplier is an optional capability of a Harness: ApplyOpen applies ev
+// to ids through the backend's real write path in a transaction that it
+// leaves open (so the rows it writes, and their ids, exist but are not
+// committed), and returns end, which commits it (commit true) or rolls it
+// back. Needed by case 17, which commits it after later changes: out of
+// order, as a long transaction does.
+type OpenApplier interface {
+	ApplyOpen(ctx context.Context, ev statemachine.Event, ids ...jobwatch.JobID) (end func(ctx context.Context, commit bool) error, err error)
+}

@@ -106,7 +106,10 @@ type Backend struct {
 	subs   pgcore.Subscriptions[*Subscription]
 }
 
-var _ jobwatch.Driver = (*Backend)(nil)
+var (
+	_ jobwatch.Driver     = (*Backend)(nil)
+	_ jobwatch.ChangeFeed = (*Backend)(nil)
+)
 
 // New returns a backend over pool. It validates the options (an error
 // matches ErrInvalidOption or ErrInvalidIdentifier) and touches no
@@ -154,6 +157,16 @@ func (b *Backend) Installed(ctx context.Context) (bool, error) { return b.core.I
 // id's newest log row; unknown ids are omitted.
 func (b *Backend) FetchStatuses(ctx context.Context, ids []jobwatch.JobID) ([]jobwatch.Status, error) {
 	return b.core.FetchStatuses(ctx, ids)
+}
+
+// Changes implements jobwatch.ChangeFeed: the jobs whose log gained rows
+// after cursor, with their current status, in one query whatever the
+// number of waiters. It reads the log by id and asks again for ids it has
+// not seen yet, until the transactions that could still commit them have
+// ended, so a transaction that commits late (out of id order) is still
+// seen. It needs PostgreSQL 13 or later (pg_current_snapshot).
+func (b *Backend) Changes(ctx context.Context, cursor jobwatch.Cursor) (jobwatch.ChangeSet, error) {
+	return b.core.Changes(ctx, cursor)
 }
 
 // NotifyRaw sends payload on the channel with pg_notify, from the pool. It

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/jobwatch/jobwatch"
+	"github.com/jobwatch/jobwatch/backends/internal/pgschema"
 	jwpgx "github.com/jobwatch/jobwatch/backends/pgx"
 	"github.com/jobwatch/jobwatch/conformance"
 	"github.com/jobwatch/jobwatch/statemachine"
@@ -59,3 +60,36 @@ func TestConformance(t *testing.T) {
 		return harness{newEnv(t)}
 	})
 }
+
+// ApplyOpen runs the backend's own transition statement in a transaction
+// it leaves open: the log rows (and their ids) exist, uncommitted.
+func (h harness) ApplyOpen(ctx context.Context, ev statemachine.Event, ids ...jobwatch.JobID) (func(context.Context, bool) error, error) {
+	names, err := pgschema.NewNames(h.e.schema+"_", h.e.schema)
+	if err != nil {
+		return nil, err
+	}
+	list, err := pgschema.JobIDs(ids)
+	if err != nil {
+		return nil, err
+	}
+	st, err := names.Transition(ev, list, "")
+	if err != nil {
+		return nil, err
+	}
+	tx, err := h.e.pool.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := tx.Exec(ctx, st.SQL, st.Args...); err != nil {
+		_ = tx.Rollback(context.Background())
+		return nil, err
+	}
+	return func(ctx context.Context, commit bool) error {
+		if commit {
+			return tx.Commit(ctx)
+		}
+		return tx.Rollback(ctx)
+	}, nil
+}
+
+var _ conformance.OpenApplier = harness{}

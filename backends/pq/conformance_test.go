@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"testing"
 
+	libpq "github.com/lib/pq"
+
 	"github.com/jobwatch/jobwatch"
+	"github.com/jobwatch/jobwatch/backends/internal/pgschema"
 	jwpq "github.com/jobwatch/jobwatch/backends/pq"
 	"github.com/jobwatch/jobwatch/conformance"
 	"github.com/jobwatch/jobwatch/statemachine"
@@ -64,3 +67,47 @@ func TestConformance(t *testing.T) {
 		return &harness{newEnv(t)}
 	})
 }
+
+// ApplyOpen runs the backend's own transition statement in a transaction
+// it leaves open: the log rows (and their ids) exist, uncommitted.
+func (h *harness) ApplyOpen(ctx context.Context, ev statemachine.Event, ids ...jobwatch.JobID) (func(context.Context, bool) error, error) {
+	names, err := pgschema.NewNames(h.e.prefix, h.e.schema)
+	if err != nil {
+		return nil, err
+	}
+	list, err := pgschema.JobIDs(ids)
+	if err != nil {
+		return nil, err
+	}
+	st, err := names.Transition(ev, list, "")
+	if err != nil {
+		return nil, err
+	}
+	args := make([]any, len(st.Args))
+	for i, a := range st.Args {
+		switch v := a.(type) {
+		case []int64, []string:
+			args[i] = libpq.Array(v)
+		default:
+			args[i] = a
+		}
+	}
+	// Not ctx: database/sql rolls a transaction back when its ctx ends,
+	// and this one must outlive the call.
+	tx, err := h.e.db.BeginTx(context.Background(), nil)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := tx.ExecContext(ctx, st.SQL, args...); err != nil {
+		_ = tx.Rollback()
+		return nil, err
+	}
+	return func(_ context.Context, commit bool) error {
+		if commit {
+			return tx.Commit()
+		}
+		return tx.Rollback()
+	}, nil
+}
+
+var _ conformance.OpenApplier = (*harness)(nil)

@@ -43,6 +43,8 @@ func TestSQLOnServer(t *testing.T) {
 	}
 	stmts := map[string]string{
 		"FetchStatuses": n.FetchStatusesSQL(),
+		"ChangesStart":  n.ChangesStartSQL(),
+		"Changes":       n.ChangesSQL(),
 		"Notify":        n.NotifySQL(),
 		"ListenerPID":   pgschema.ListenerPIDSQL,
 		"Diagnose":      n.Diagnose(1).SQL,
