@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/jobwatch/jobwatch"
+	"github.com/jobwatch/jobwatch/examples/internal/examplequeue"
 	"github.com/jobwatch/jobwatch/statemachine"
 )
 
@@ -52,7 +53,7 @@ func main() {
 func run(ctx context.Context, dsn string) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	q, release, err := openQueue(ctx, dsn)
+	q, release, err := examplequeue.Open(ctx, dsn)
 	if err != nil {
 		return err
 	}
@@ -103,7 +104,7 @@ func run(ctx context.Context, dsn string) error {
 
 // work plays a worker: after delay it ends job id with ev (claiming it first
 // unless ev is legal on a queued job, as cancel is).
-func work(ctx context.Context, q queue, id jobwatch.JobID, ev statemachine.Event, delay time.Duration) error {
+func work(ctx context.Context, q examplequeue.Queue, id jobwatch.JobID, ev statemachine.Event, delay time.Duration) error {
 	select {
 	case <-ctx.Done():
 		return nil

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/jobwatch/jobwatch"
+	"github.com/jobwatch/jobwatch/examples/internal/examplequeue"
 	"github.com/jobwatch/jobwatch/statemachine"
 )
 
@@ -56,7 +57,7 @@ func main() {
 func run(ctx context.Context, dsn string) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	q, release, err := openQueue(ctx, dsn)
+	q, release, err := examplequeue.Open(ctx, dsn)
 	if err != nil {
 		return err
 	}
@@ -118,7 +119,7 @@ func run(ctx context.Context, dsn string) error {
 
 // download plays a worker: it claims job id, works for d and completes the
 // job, unless ctx ends first, which leaves the job picked.
-func download(ctx context.Context, q queue, id jobwatch.JobID, d time.Duration) error {
+func download(ctx context.Context, q examplequeue.Queue, id jobwatch.JobID, d time.Duration) error {
 	if err := q.Apply(ctx, statemachine.Claim, id); err != nil {
 		return err
 	}

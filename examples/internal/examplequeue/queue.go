@@ -1,4 +1,6 @@
-package main
+// Package examplequeue gives the wait-for-all and wait-for-first examples a
+// queue: in memory by default, or a throwaway one on PostgreSQL.
+package examplequeue
 
 import (
 	"context"
@@ -16,18 +18,18 @@ import (
 	"github.com/jobwatch/jobwatch/statemachine"
 )
 
-// queue is what this example needs from a backend: the Driver to watch, and
+// Queue is what this example needs from a backend: the Driver to watch, and
 // the writes that the enqueuer and the pretend workers make.
-type queue interface {
+type Queue interface {
 	jobwatch.Driver
 	Enqueue(ctx context.Context, n int) ([]jobwatch.JobID, error)
 	Apply(ctx context.Context, ev statemachine.Event, ids ...jobwatch.JobID) error
 }
 
-// openQueue returns the in-memory backend when dsn is empty, else a
+// Open returns the in-memory backend when dsn is empty, else a
 // throwaway queue on PostgreSQL through backends/pgx, under a prefix of its
 // own so that no real queue is touched. release drops and closes it.
-func openQueue(ctx context.Context, dsn string) (q queue, release func(), err error) {
+func Open(ctx context.Context, dsn string) (q Queue, release func(), err error) {
 	if dsn == "" {
 		fmt.Println("on the in-memory backend (pass -dsn to run on PostgreSQL)")
 		b := fake.New()
