@@ -73,6 +73,14 @@ func (s *schedule) forget(id JobID) {
 	delete(s.unseen, id)
 }
 
+// reset replaces the per-id maps once nothing is pending (see
+// Watcher.forget); marks for all pending jobs and the feed stay.
+func (s *schedule) reset() {
+	s.ids = make(map[JobID]struct{})
+	s.unseen = make(map[JobID]time.Time)
+	s.graceAt = time.Time{}
+}
+
 // next is when the scheduler must wake up next.
 func (s *schedule) next() time.Time {
 	t := s.pollAt

@@ -345,9 +345,20 @@ func (w *Watcher) release(es []*entry, c *collector) {
 			e.watchers = removeCollector(e.watchers, c)
 		}
 		if e.refs == 0 && w.pending[e.id] == e {
-			delete(w.pending, e.id)
-			w.sched.forget(e.id)
+			w.forget(e)
 		}
+	}
+}
+
+// forget drops e, and when nothing is pending any more, replaces the maps:
+// Go maps never shrink, and a burst of 100,000 waits would otherwise keep
+// their memory for the Watcher's life. Called with w.mu held.
+func (w *Watcher) forget(e *entry) {
+	delete(w.pending, e.id)
+	w.sched.forget(e.id)
+	if len(w.pending) == 0 {
+		w.pending = make(map[JobID]*entry)
+		w.sched.reset()
 	}
 }
 
@@ -364,8 +375,7 @@ func removeCollector(cs []*collector, c *collector) []*collector {
 
 // resolve settles e. Called with w.mu held.
 func (w *Watcher) resolve(e *entry, state statemachine.State, err error, why cause) {
-	delete(w.pending, e.id)
-	w.sched.forget(e.id)
+	w.forget(e)
 	e.state, e.err = state, err
 	close(e.done)
 	for _, c := range e.watchers {

@@ -78,7 +78,8 @@ func (c connFlags) connect(ctx context.Context) (queue, func(), error) {
 func (c connFlags) openPgx(ctx context.Context) (queue, func(), error) {
 	cfg, err := pgxpool.ParseConfig(c.dsn)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: --dsn: %v", errUsage, err)
+		// Not the parser's message: it may quote the DSN, password and all.
+		return nil, nil, fmt.Errorf("%w: --dsn is not a valid connection string (a postgres:// URL or key=value pairs)", errUsage)
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -104,7 +105,8 @@ func (c connFlags) openPq(ctx context.Context) (queue, func(), error) {
 	}
 	db, err := sqlx.Open("postgres", dsn)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: --dsn: %v", errUsage, err)
+		// Not the parser's message: it may quote the DSN, password and all.
+		return nil, nil, fmt.Errorf("%w: --dsn is not a valid connection string (a postgres:// URL or key=value pairs)", errUsage)
 	}
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()

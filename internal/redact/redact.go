@@ -22,7 +22,9 @@ const (
 	DSNMask = "<dsn>"
 )
 
-var kvPassword = regexp.MustCompile(`(?i)(?:^|\s)password\s*=\s*('(?:[^'\\]|\\.)*'|[^\s]*)`)
+// kvPassword matches a key=value password: quoted, quoted but never closed
+// (it then runs to the end, as a parser would read it), or bare.
+var kvPassword = regexp.MustCompile(`(?i)(?:^|\s)password\s*=\s*('(?:[^'\\]|\\.)*'|'.*$|[^\s]*)`)
 
 // Secrets finds the password in a DSN without trusting it to parse: the
 // password of a URL's user info (raw and unescaped), a password query
@@ -61,6 +63,10 @@ func Secrets(dsn string) []string {
 		if len(v) >= 2 && v[0] == '\'' && v[len(v)-1] == '\'' {
 			inner := v[1 : len(v)-1]
 			out = append(out, inner, strings.NewReplacer(`\'`, `'`, `\\`, `\`).Replace(inner))
+		} else if strings.HasPrefix(v, "'") {
+			// Never closed: a parser's message may quote any part of it.
+			out = append(out, v[1:])
+			out = append(out, strings.Fields(v[1:])...)
 		}
 	}
 	return out

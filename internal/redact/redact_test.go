@@ -34,6 +34,7 @@ func TestSecrets(t *testing.T) {
 		{name: "key=value upper case key", dsn: "host=h PASSWORD=Kv2", want: []string{"Kv2"}},
 		{name: "unparsable url", dsn: "postgres://u:bad1@h:notaport/d", want: []string{"bad1"}},
 		{name: "unparsable key=value", dsn: "host=h password=bad2 'broken", want: []string{"bad2"}},
+		{name: "key=value quote never closed", dsn: "host=h password='hunter2 second half", want: []string{"hunter2 second half", "hunter2", "second", "half"}},
 		{name: "no password url", dsn: "postgres://u@h/d?sslmode=disable", none: true},
 		{name: "no password key=value", dsn: "host=h user=u dbname=d", none: true},
 		{name: "empty", dsn: "", none: true},
