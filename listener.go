@@ -15,7 +15,7 @@ func (w *Watcher) runListener(ctx context.Context) {
 	}
 	attempt := 0
 	for first := true; ctx.Err() == nil; {
-		sub, err := w.driver.Listen(ctx)
+		sub, err := w.listen(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -51,6 +51,14 @@ func (w *Watcher) runListener(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// listen is one Listen call, bounded by the call timeout: a pool can hand
+// out a connection that went silently dead, and LISTEN on it never ends.
+func (w *Watcher) listen(ctx context.Context) (Subscription, error) {
+	ctx, cancel := context.WithTimeout(ctx, w.cfg.callTimeout)
+	defer cancel()
+	return w.driver.Listen(ctx)
 }
 
 // consume turns notifications into read requests until the subscription

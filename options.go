@@ -15,6 +15,7 @@ const (
 	DefaultBackoffMax      = 10 * time.Second
 	DefaultBatchSize       = 5000
 	DefaultCloseTimeout    = 10 * time.Second
+	DefaultCallTimeout     = 30 * time.Second
 )
 
 type config struct {
@@ -29,6 +30,7 @@ type config struct {
 	pollOnly     bool
 	closeTimeout time.Duration
 	useFeed      bool
+	callTimeout  time.Duration
 }
 
 func defaultConfig() config {
@@ -42,6 +44,7 @@ func defaultConfig() config {
 		batchSize:    DefaultBatchSize,
 		closeTimeout: DefaultCloseTimeout,
 		useFeed:      true,
+		callTimeout:  DefaultCallTimeout,
 	}
 }
 
@@ -169,6 +172,21 @@ func WithCloseTimeout(d time.Duration) Option {
 func WithChangeFeed(on bool) Option {
 	return func(c *config) error {
 		c.useFeed = on
+		return nil
+	}
+}
+
+// WithCallTimeout bounds each call the Watcher makes to its driver that
+// should answer promptly: a status read, a change read, a Listen (not the
+// wait for the next notification). A call that runs over fails, and is
+// retried with backoff, so a connection that went silently dead cannot
+// stall the Watcher. d must be positive. Default 30s.
+func WithCallTimeout(d time.Duration) Option {
+	return func(c *config) error {
+		if d <= 0 {
+			return optErr("call timeout must be positive, got %s", d)
+		}
+		c.callTimeout = d
 		return nil
 	}
 }

@@ -70,7 +70,7 @@ func (w *Watcher) read(ctx context.Context, plan readPlan) {
 	}
 	for start := 0; start < len(plan.ids); start += w.cfg.batchSize {
 		batch := plan.ids[start:min(start+w.cfg.batchSize, len(plan.ids))]
-		statuses, err := w.driver.FetchStatuses(ctx, batch)
+		statuses, err := w.fetch(ctx, batch)
 		now := time.Now()
 		w.mu.Lock()
 		w.stats.Reads.add(plan.why, 1)
@@ -92,12 +92,21 @@ func (w *Watcher) read(ctx context.Context, plan readPlan) {
 	w.mu.Unlock()
 }
 
+// fetch is one FetchStatuses call, bounded by the call timeout.
+func (w *Watcher) fetch(ctx context.Context, ids []JobID) ([]Status, error) {
+	ctx, cancel := context.WithTimeout(ctx, w.cfg.callTimeout)
+	defer cancel()
+	return w.driver.FetchStatuses(ctx, ids)
+}
+
 // readFeed reads the change feed from the cursor and settles the pending
 // jobs it names. It reports whether the feed was partial, and false for ok
 // when the read failed (then the plan is rescheduled).
 func (w *Watcher) readFeed(ctx context.Context, plan readPlan) (partial, ok bool) {
 	why := max(plan.feed, plan.why)
-	cs, err := w.feed.Changes(ctx, w.cursor)
+	callCtx, cancel := context.WithTimeout(ctx, w.cfg.callTimeout)
+	cs, err := w.feed.Changes(callCtx, w.cursor)
+	cancel()
 	now := time.Now()
 	w.mu.Lock()
 	w.stats.Reads.add(why, 1)

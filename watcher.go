@@ -273,7 +273,7 @@ func (w *Watcher) Close() error {
 	select {
 	case <-finished:
 	case <-timer.C:
-		err = errors.Join(err, fmt.Errorf("jobwatch: close: driver still busy after %s", w.cfg.closeTimeout))
+		err = errors.Join(err, fmt.Errorf("driver still busy after %s", w.cfg.closeTimeout))
 	}
 	if err != nil {
 		err = fmt.Errorf("jobwatch: close: %w", err)

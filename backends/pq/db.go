@@ -65,6 +65,34 @@ func newSqlxDB(db *sqlx.DB, log *slog.Logger, redact func(error) error) sqlxDB {
 	return sqlxDB{querier{db}, db, log, redact}
 }
 
+// Query on the pool gives up as soon as ctx ends, even when lib/pq does
+// not: after a cancelled query lib/pq waits for the server's answer, which
+// never comes over a half-open connection, and the Watcher's reads would
+// stall behind it. The abandoned call finishes, and closes its rows, when
+// that connection finally fails.
+func (d sqlxDB) Query(ctx context.Context, sql string, args ...any) (pgcore.Rows, error) {
+	type result struct {
+		rows pgcore.Rows
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		rows, err := d.querier.Query(ctx, sql, args...)
+		done <- result{rows, err}
+	}()
+	select {
+	case r := <-done:
+		return r.rows, r.err
+	case <-ctx.Done():
+		go func() {
+			if r := <-done; r.rows != nil {
+				_ = r.rows.Close()
+			}
+		}()
+		return nil, ctx.Err()
+	}
+}
+
 // InTx runs fn in a transaction, committing when it returns nil and rolling
 // back otherwise. (database/sql also rolls back by itself when ctx ends.)
 func (d sqlxDB) InTx(ctx context.Context, fn func(pgcore.Querier) error) error {
