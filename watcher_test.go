@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -34,6 +35,7 @@ func TestNewRejectsBadInput(t *testing.T) {
 		{"zero batch", d, []jobwatch.Option{jobwatch.WithBatchSize(0)}},
 		{"negative batch", d, []jobwatch.Option{jobwatch.WithBatchSize(-5)}},
 		{"zero close timeout", d, []jobwatch.Option{jobwatch.WithCloseTimeout(0)}},
+		{"zero call timeout", d, []jobwatch.Option{jobwatch.WithCallTimeout(0)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -598,4 +600,36 @@ func TestWaitEachReportsNotFoundAndStopsEarly(t *testing.T) {
 			t.Errorf("empty list: %v", err)
 		}
 	}
+}
+
+// A read that never answers (a silently dead connection) is abandoned at
+// the call timeout and retried, instead of stalling the Watcher.
+func TestStuckReadTimesOut(t *testing.T) {
+	b := newFake(t)
+	ids := mustEnqueue(t, b, 1)
+	mustApply(t, b, succeed, ids[0])
+	d := &stuckOnce{Backend: b}
+	w := newWatcher(t, d, jobwatch.WithPollOnly(), jobwatch.WithChangeFeed(false),
+		jobwatch.WithCallTimeout(20*time.Millisecond), jobwatch.WithBackoff(time.Millisecond, 5*time.Millisecond))
+	st, err := w.Wait(bounded(t, 10*time.Second), ids[0])
+	if err != nil || st != statemachine.Successful {
+		t.Fatalf("Wait = %s, %v", st, err)
+	}
+	if s := w.Stats(); s.ReadErrors != 1 || !errors.Is(s.LastError, context.DeadlineExceeded) {
+		t.Errorf("stats = %+v, want one read abandoned at the call timeout", s)
+	}
+}
+
+// stuckOnce's first status read blocks until its ctx ends.
+type stuckOnce struct {
+	*fake.Backend
+	calls atomic.Int32
+}
+
+func (s *stuckOnce) FetchStatuses(ctx context.Context, ids []jobwatch.JobID) ([]jobwatch.Status, error) {
+	if s.calls.Add(1) == 1 {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return s.Backend.FetchStatuses(ctx, ids)
 }
