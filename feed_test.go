@@ -15,12 +15,13 @@ import (
 func waitMany(t *testing.T, w *jobwatch.Watcher, ids []jobwatch.JobID) (wait func()) {
 	t.Helper()
 	ctx := bounded(t, 20*time.Second)
+	base := w.Stats().Waiters
 	var wg sync.WaitGroup
 	for _, id := range ids {
 		wg.Add(1)
 		go func() { defer wg.Done(); _, _ = w.Wait(ctx, id) }()
 	}
-	eventually(t, "all pending", func() bool { return w.Stats().Pending == len(ids) })
+	eventually(t, "all waiting", func() bool { return w.Stats().Waiters == base+len(ids) })
 	return wg.Wait
 }
 
@@ -36,6 +37,17 @@ func TestChangeFeedReadsOnlyWhatChanged(t *testing.T) {
 			listening(t, w)
 			done := waitMany(t, w, ids)
 			eventually(t, "initial reads", func() bool { return w.Stats().IDsRead >= 1000 })
+			// The first notification starts the feed, which costs one read of
+			// every pending job; measure the ones after it.
+			warm := w.Stats()
+			mustEnqueue(t, b, 1)
+			eventually(t, "warm-up read", func() bool {
+				s := w.Stats()
+				if useFeed {
+					return s.IDsRead >= warm.IDsRead+1000 // the feed started: one full read
+				}
+				return s.Reads.Notification > warm.Reads.Notification && s.IDsRead >= warm.IDsRead+1000
+			})
 			before := w.Stats()
 			mustApply(t, b, succeed, ids[5])
 			eventually(t, "one resolved", func() bool { return w.Stats().Pending == 999 })
@@ -57,7 +69,7 @@ func TestChangeFeedReadsOnlyWhatChanged(t *testing.T) {
 func TestChangeFeedFailureRecovers(t *testing.T) {
 	b := newFake(t)
 	w := newWatcher(t, b, jobwatch.WithRefreshInterval(time.Hour), jobwatch.WithDebounce(0),
-		jobwatch.WithBackoff(5*time.Millisecond, 10*time.Millisecond))
+		jobwatch.WithBackoff(5*time.Millisecond, 10*time.Millisecond), jobwatch.WithFeedThreshold(0))
 	ids := mustEnqueue(t, b, 2)
 	listening(t, w)
 	done := waitMany(t, w, ids)
@@ -92,7 +104,8 @@ func (p *partialFeed) Changes(ctx context.Context, c jobwatch.Cursor) (jobwatch.
 func TestPartialChangeSetReadsEverything(t *testing.T) {
 	b := newFake(t)
 	d := &partialFeed{Backend: b, partial: 1}
-	w := newWatcher(t, d, jobwatch.WithRefreshInterval(time.Hour), jobwatch.WithDebounce(0))
+	w := newWatcher(t, d, jobwatch.WithRefreshInterval(time.Hour), jobwatch.WithDebounce(0),
+		jobwatch.WithFeedThreshold(0))
 	ids := mustEnqueue(t, b, 10)
 	listening(t, w)
 	done := waitMany(t, w, ids)
@@ -103,4 +116,33 @@ func TestPartialChangeSetReadsEverything(t *testing.T) {
 	mustApply(t, b, []statemachine.Event{statemachine.Complete}, ids[0])
 	mustApply(t, b, succeed, ids[1:]...)
 	done()
+}
+
+// Below the feed threshold a notification reads the few pending jobs by id
+// (cheaper, and the lowest latency); above it, the feed.
+func TestFeedThreshold(t *testing.T) {
+	b := newFake(t)
+	w := newWatcher(t, b, jobwatch.WithRefreshInterval(time.Hour), jobwatch.WithDebounce(0), jobwatch.WithFeedThreshold(3))
+	ids := mustEnqueue(t, b, 10)
+	listening(t, w)
+	few := waitMany(t, w, ids[:3])
+	eventually(t, "initial reads", func() bool { return b.Counters().IDsRead >= 3 })
+	before := b.Counters()
+	mustApply(t, b, succeed, ids[0])
+	eventually(t, "resolved", func() bool { return w.Stats().Pending == 2 })
+	if c := b.Counters(); c.FeedReads != before.FeedReads {
+		t.Errorf("3 pending (threshold 3): %d feed reads, want by id", c.FeedReads-before.FeedReads)
+	}
+	many := waitMany(t, w, ids[3:])
+	eventually(t, "initial reads", func() bool { return b.Counters().IDsRead >= before.IDsRead+7 })
+	before = b.Counters()
+	mustApply(t, b, succeed, ids[3])
+	eventually(t, "resolved", func() bool { return w.Stats().Pending == 8 })
+	if c := b.Counters(); c.FeedReads == before.FeedReads {
+		t.Error("9 pending (threshold 3): no feed read")
+	}
+	mustApply(t, b, succeed, ids[1], ids[2])
+	mustApply(t, b, succeed, ids[4:]...)
+	few()
+	many()
 }

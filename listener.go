@@ -82,11 +82,14 @@ func (w *Watcher) consume(ctx context.Context, sub Subscription) error {
 				}
 			}
 			w.sched.request(time.Now(), w.cfg.debounce, false)
-		case w.feed != nil:
+		case w.feed != nil && len(w.pending) > w.cfg.feedMin:
 			w.sched.markFeed(causeNotification)
 			w.sched.request(time.Now(), w.cfg.debounce, false)
 		default:
+			// Few waiters: reading them by id is cheaper. The feed's cursor
+			// would go stale meanwhile, so it starts afresh when next used.
 			w.sched.markAll(causeNotification)
+			w.sched.dropCursor = w.feed != nil
 			w.sched.request(time.Now(), w.cfg.debounce, false)
 		}
 		w.mu.Unlock()

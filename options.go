@@ -16,6 +16,7 @@ const (
 	DefaultBatchSize       = 5000
 	DefaultCloseTimeout    = 10 * time.Second
 	DefaultCallTimeout     = 30 * time.Second
+	DefaultFeedThreshold   = 16
 )
 
 type config struct {
@@ -31,6 +32,7 @@ type config struct {
 	closeTimeout time.Duration
 	useFeed      bool
 	callTimeout  time.Duration
+	feedMin      int
 }
 
 func defaultConfig() config {
@@ -45,6 +47,7 @@ func defaultConfig() config {
 		closeTimeout: DefaultCloseTimeout,
 		useFeed:      true,
 		callTimeout:  DefaultCallTimeout,
+		feedMin:      DefaultFeedThreshold,
 	}
 }
 
@@ -187,6 +190,22 @@ func WithCallTimeout(d time.Duration) Option {
 			return optErr("call timeout must be positive, got %s", d)
 		}
 		c.callTimeout = d
+		return nil
+	}
+}
+
+// WithFeedThreshold sets how many jobs must be pending before a
+// notification is served by the driver's change feed. With fewer, reading
+// the pending jobs by id is cheaper than reading the changes (one indexed
+// lookup each, and the lowest latency); with more, the feed's cost does not
+// grow with them. 0 always uses the feed; n must not be negative.
+// Default 16.
+func WithFeedThreshold(n int) Option {
+	return func(c *config) error {
+		if n < 0 {
+			return optErr("feed threshold must not be negative, got %d", n)
+		}
+		c.feedMin = n
 		return nil
 	}
 }

@@ -5,27 +5,29 @@ import "time"
 // schedule decides which ids the next status read covers and when it runs.
 // It is plain data guarded by Watcher.mu; the scheduler goroutine acts on it.
 type schedule struct {
-	feed     cause               // non-zero: the next read starts with the change feed
-	all      cause               // non-zero: the next read covers every pending id
-	ids      map[JobID]struct{}  // otherwise: just these
-	idsCause cause               // why ids are marked (the strongest cause)
-	dueAt    time.Time           // when the next read should run; zero: none requested
-	lastRead time.Time           // when the latest read started
-	retryAt  time.Time           // not before this, after a failed read
-	failures int                 // consecutive failed reads
-	pollAt   time.Time           // next safety-net poll
-	refresh  time.Duration       // poll period
-	unseen   map[JobID]time.Time // read but not found yet: id -> grace deadline
-	graceAt  time.Time           // earliest deadline in unseen; zero: none
+	feed       cause               // non-zero: the next read starts with the change feed
+	dropCursor bool                // the next read abandons the feed's cursor (unless it reads the feed)
+	all        cause               // non-zero: the next read covers every pending id
+	ids        map[JobID]struct{}  // otherwise: just these
+	idsCause   cause               // why ids are marked (the strongest cause)
+	dueAt      time.Time           // when the next read should run; zero: none requested
+	lastRead   time.Time           // when the latest read started
+	retryAt    time.Time           // not before this, after a failed read
+	failures   int                 // consecutive failed reads
+	pollAt     time.Time           // next safety-net poll
+	refresh    time.Duration       // poll period
+	unseen     map[JobID]time.Time // read but not found yet: id -> grace deadline
+	graceAt    time.Time           // earliest deadline in unseen; zero: none
 }
 
 // readPlan is one status read: the change feed (when feed is set), then
 // ids by id; all says ids are every pending id.
 type readPlan struct {
-	feed cause
-	all  bool
-	ids  []JobID
-	why  cause
+	feed       cause
+	dropCursor bool
+	all        bool
+	ids        []JobID
+	why        cause
 }
 
 func newSchedule(now time.Time, refresh time.Duration) schedule {
@@ -137,7 +139,8 @@ func (s *schedule) take(now time.Time, pending map[JobID]*entry) (readPlan, bool
 		return readPlan{}, false
 	}
 	s.dueAt = time.Time{}
-	plan := readPlan{feed: s.feed}
+	plan := readPlan{feed: s.feed, dropCursor: s.dropCursor && s.feed == causeNone}
+	s.dropCursor = false
 	if s.all != causeNone {
 		plan.why, plan.all = s.all, true
 		plan.ids = make([]JobID, 0, len(pending))

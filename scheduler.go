@@ -43,7 +43,7 @@ func (w *Watcher) step(ctx context.Context, now time.Time) {
 	w.mu.Lock()
 	w.sched.tick(now)
 	plan, ok := w.sched.take(now, w.pending)
-	if !ok && len(w.pending) == 0 {
+	if plan.dropCursor || (!ok && len(w.pending) == 0) {
 		w.cursor = nil // nobody waits: start afresh rather than replay idle history
 	}
 	w.mu.Unlock()
@@ -52,11 +52,11 @@ func (w *Watcher) step(ctx context.Context, now time.Time) {
 	}
 }
 
-// read runs plan: the change feed first when asked (or to start one),
+// read runs plan: the change feed first when asked (starting one if need be),
 // then ids in batches, settling what it finds. On failure the unread part
 // goes back into the schedule behind a backoff.
 func (w *Watcher) read(ctx context.Context, plan readPlan) {
-	if w.feed != nil && (plan.feed != causeNone || w.cursor == nil) {
+	if w.feed != nil && plan.feed != causeNone {
 		fresh := w.cursor == nil
 		partial, ok := w.readFeed(ctx, plan)
 		if !ok {

@@ -36,6 +36,7 @@ func TestNewRejectsBadInput(t *testing.T) {
 		{"negative batch", d, []jobwatch.Option{jobwatch.WithBatchSize(-5)}},
 		{"zero close timeout", d, []jobwatch.Option{jobwatch.WithCloseTimeout(0)}},
 		{"zero call timeout", d, []jobwatch.Option{jobwatch.WithCallTimeout(0)}},
+		{"negative feed threshold", d, []jobwatch.Option{jobwatch.WithFeedThreshold(-1)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -14,7 +14,8 @@ func caseOutOfOrder(e *env) {
 	ids := e.enqueue(4)
 	late, early, rolled, after := ids[0], ids[1], ids[2], ids[3]
 	e.apply(sm.Claim, ids...)
-	w := e.watcher(jobwatch.WithRefreshInterval(hour), jobwatch.WithDebounce(quick))
+	// Threshold 0: the feed serves notifications even for these few waits.
+	w := e.watcher(jobwatch.WithRefreshInterval(hour), jobwatch.WithDebounce(quick), jobwatch.WithFeedThreshold(0))
 	e.waitListening(w)
 	mark := e.d.mark()
 	chLate, chEarly, chRolled, chAfter := e.goWait(w, late), e.goWait(w, early), e.goWait(w, rolled), e.goWait(w, after)

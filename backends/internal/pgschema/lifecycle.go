@@ -61,9 +61,15 @@ func JobIDs(ids []jobwatch.JobID) ([]int64, error) {
 // FetchStatusesSQL reads the current status of each id: the status of its
 // newest log row (created DESC, id DESC); ids without a log row are absent.
 // One row per known id: job_id bigint, status text. Params: $1 bigint[].
+//
+// Each id is one index lookup (job_id, created DESC), whatever the size of
+// the array or of the log: a set-based form lets the planner pick a
+// parallel scan of the whole log for a large array, which lib/pq's
+// unprepared statements hit on every call.
 func (n Names) FetchStatusesSQL() string {
-	return "SELECT DISTINCT ON (job_id) job_id, status::text FROM " + n.qLog() +
-		" WHERE job_id = ANY($1::bigint[]) ORDER BY job_id, created DESC, id DESC"
+	return "SELECT i.id, cur.status::text FROM (SELECT DISTINCT unnest($1::bigint[]) AS id) AS i " +
+		"CROSS JOIN LATERAL (SELECT l.status FROM " + n.qLog() +
+		" AS l WHERE l.job_id = i.id ORDER BY l.created DESC, l.id DESC LIMIT 1) AS cur"
 }
 
 // ParseStatus converts one FetchStatusesSQL row.
