@@ -123,13 +123,7 @@ func (w *Watcher) readFeed(ctx context.Context, plan readPlan) (partial, ok bool
 	w.cursor = cs.Cursor
 	w.stats.ChangesRead += uint64(len(cs.Statuses))
 	for _, st := range cs.Statuses {
-		if e := w.pending[st.ID]; e != nil {
-			e.found = true
-			delete(w.sched.unseen, st.ID)
-			if w.settles(st.State) {
-				w.resolve(e, st.State, nil, why)
-			}
-		}
+		w.note(st, why)
 	}
 	w.mu.Unlock()
 	return cs.Partial, true
@@ -148,19 +142,25 @@ func (w *Watcher) widen(plan readPlan) readPlan {
 	return plan
 }
 
+// note records a status read for a pending job, resolving its waits when
+// the state settles them. Called with w.mu held.
+func (w *Watcher) note(st Status, why cause) {
+	e := w.pending[st.ID]
+	if e == nil {
+		return
+	}
+	e.found = true
+	delete(w.sched.unseen, st.ID)
+	if w.settles(st.State) {
+		w.resolve(e, st.State, nil, why)
+	}
+}
+
 // settle resolves the waits a read decides: settled states, and ids still
 // unknown after their grace. Called with w.mu held.
 func (w *Watcher) settle(batch []JobID, statuses []Status, why cause, now time.Time) {
 	for _, st := range statuses {
-		e := w.pending[st.ID]
-		if e == nil {
-			continue
-		}
-		e.found = true
-		delete(w.sched.unseen, st.ID)
-		if w.settles(st.State) {
-			w.resolve(e, st.State, nil, why)
-		}
+		w.note(st, why)
 	}
 	for _, id := range batch {
 		e := w.pending[id]
