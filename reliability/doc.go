@@ -25,6 +25,12 @@
 //     log table for a while; failed reads follow the backoff schedule, the
 //     permission error is reported in Stats, and everything resolves once
 //     the grant is back.
+//   - TestFaultHalfOpenReadConnection: the pooled connection the status
+//     reads use goes half-open; each read is bounded by the call timeout,
+//     fails, and is retried on a fresh connection.
+//   - TestFaultListenOnDeadPooledConnection: after a cut, the pool hands
+//     Listen a dead idle connection; Listen fails at the call timeout
+//     instead of hanging, and the Watcher listens again on a fresh one.
 //
 // Prerequisites: the test database of internal/pgtest
 // (JOBWATCH_TEST_DATABASE_URL, default

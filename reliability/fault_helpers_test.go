@@ -304,7 +304,7 @@ const (
 )
 
 func (k fltEvKind) String() string {
-	return [...]string{"listen", "listen-error", "read", "read-error", "subscription-error", "log", "notification"}[k]
+	return [...]string{"listen", "listen-error", "read", "read-error", "subscription-error", "notification", "log"}[k]
 }
 
 // fltEvent is one observed call or log record.
