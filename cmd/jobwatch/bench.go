@@ -258,8 +258,9 @@ func (b *bench) run(ctx context.Context) (*benchReport, error) {
 	_, hasFeed := b.mq.(jobwatch.ChangeFeed)
 	rep.ChangeFeed = feedInfo{Backend: hasFeed}
 	if hasFeed {
-		rep.ChangeFeed.Note = fmt.Sprintf("the %s backend implements jobwatch.ChangeFeed; %q uses it, %q is jobwatch.WithChangeFeed(false)",
-			b.cfg.conn.driver, seriesFeed, seriesNoFeed)
+		rep.ChangeFeed.Note = fmt.Sprintf("the %s backend implements jobwatch.ChangeFeed; %q is the default configuration, which uses it above %d pending jobs "+
+			"(so not in the one-waiter latency runs), %q is jobwatch.WithChangeFeed(false), %q is jobwatch.WithFeedThreshold(0)",
+			b.cfg.conn.driver, seriesFeed, jobwatch.DefaultFeedThreshold, seriesNoFeed, seriesFeedForced)
 	} else {
 		rep.ChangeFeed.Note = fmt.Sprintf("the %s backend does NOT implement jobwatch.ChangeFeed: %q behaves as %q",
 			b.cfg.conn.driver, seriesFeed, seriesNoFeed)

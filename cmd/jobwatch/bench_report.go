@@ -11,9 +11,10 @@ import (
 
 // Series names, as the report and the chart label them.
 const (
-	seriesFeed     = "jobwatch (feed)"
-	seriesNoFeed   = "jobwatch (no feed)"
-	seriesBaseline = "polling baseline"
+	seriesFeed       = "jobwatch (feed)"
+	seriesNoFeed     = "jobwatch (no feed)"
+	seriesFeedForced = "jobwatch (feed forced, threshold 0)"
+	seriesBaseline   = "polling baseline"
 )
 
 // benchReport is everything one run measured: the --json document.

@@ -107,12 +107,11 @@ func (b *bench) checkpoint(ctx context.Context) {
 }
 
 // warmPool brings every connection of the measured pool to the steady
-// state of a long-running service before a timed phase: PostgreSQL plans
-// a prepared statement's first five executions for their parameters, then
-// usually switches to a generic plan, and for a status read of thousands
-// of ids the two differ a lot. Each of the pool's connections runs the
-// status read of ids (up to one read batch) a few times, concurrently so
-// that they are distinct connections. Nothing is timed.
+// state of a long-running service before a timed phase: statements
+// prepared (pgx), past PostgreSQL's first five custom-planned executions,
+// and the log's index in shared buffers. Each of the pool's connections
+// runs the status read of ids (up to one read batch) a few times,
+// concurrently so that they are distinct connections. Nothing is timed.
 func (b *bench) warmPool(ctx context.Context, ids []jobwatch.JobID) error {
 	ids = ids[:min(len(ids), jobwatch.DefaultBatchSize)]
 	errs := make(chan error, b.cfg.pool)
@@ -296,21 +295,41 @@ func (b *bench) floor(ctx context.Context) (floorResult, error) {
 	return f, nil
 }
 
+// latencyVariant is one jobwatch configuration of the latency runs.
+type latencyVariant struct {
+	series string
+	opts   []jobwatch.Option
+}
+
+// latencyVariants are the jobwatch series of the latency runs at debounce:
+// the default configuration (with few waiters it reads them by id, not
+// from the feed), the same without the feed, and, at debounce 0, the feed
+// forced by a threshold of 0, to show the change feed's own cost.
+func latencyVariants(debounce time.Duration) []latencyVariant {
+	vs := []latencyVariant{
+		{seriesFeed, []jobwatch.Option{jobwatch.WithChangeFeed(true)}},
+		{seriesNoFeed, []jobwatch.Option{jobwatch.WithChangeFeed(false)}},
+	}
+	if debounce == 0 {
+		vs = append(vs, latencyVariant{seriesFeedForced, []jobwatch.Option{jobwatch.WithChangeFeed(true), jobwatch.WithFeedThreshold(0)}})
+	}
+	return vs
+}
+
 // latency measures commit-to-return with one waiter at a time: jobwatch
-// with and without the feed, at debounce 0 and the default, and the
-// polling baseline.
+// with and without the feed, at debounce 0 and the default, the feed
+// forced at debounce 0, and the polling baseline.
 func (b *bench) latency(ctx context.Context) ([]latencyRow, error) {
 	var rows []latencyRow
 	for _, debounce := range []time.Duration{0, jobwatch.DefaultDebounce} {
-		for _, feed := range []bool{true, false} {
-			series := seriesName(feed)
-			b.logf("latency: %s, debounce %s, %d samples", series, debounce, b.cfg.samples)
-			row, err := b.latencyJobwatch(ctx, feed, debounce)
+		for _, v := range latencyVariants(debounce) {
+			b.logf("latency: %s, debounce %s, %d samples", v.series, debounce, b.cfg.samples)
+			row, err := b.latencyJobwatch(ctx, v, debounce)
 			if err != nil {
-				return nil, fmt.Errorf("latency, %s: %w", series, err)
+				return nil, fmt.Errorf("latency, %s: %w", v.series, err)
 			}
 			b.logf("latency: %s, debounce %s: p50 %s ms, p99 %s ms, %.2f reads per wait",
-				series, debounce, fmtMS(row.Latency.P50), fmtMS(row.Latency.P99), row.ReadsPerSample)
+				v.series, debounce, fmtMS(row.Latency.P50), fmtMS(row.Latency.P99), row.ReadsPerSample)
 			rows = append(rows, row)
 		}
 	}
@@ -335,13 +354,13 @@ func seriesName(feed bool) string {
 // latencyJobwatch: for each sample, a Wait on a picked job; once the wait's
 // own first read is done, the job completes; latency runs from the
 // completing call's return to Wait's.
-func (b *bench) latencyJobwatch(ctx context.Context, feed bool, debounce time.Duration) (latencyRow, error) {
-	row := latencyRow{Series: seriesName(feed), DebounceMS: ms(debounce)}
+func (b *bench) latencyJobwatch(ctx context.Context, v latencyVariant, debounce time.Duration) (latencyRow, error) {
+	row := latencyRow{Series: v.series, DebounceMS: ms(debounce)}
 	ids, err := b.prepare(ctx, b.cfg.samples)
 	if err != nil {
 		return row, err
 	}
-	w, clock, err := b.newWatcher(ctx, jobwatch.WithDebounce(debounce), jobwatch.WithChangeFeed(feed))
+	w, clock, err := b.newWatcher(ctx, append([]jobwatch.Option{jobwatch.WithDebounce(debounce)}, v.opts...)...)
 	if err != nil {
 		return row, err
 	}
