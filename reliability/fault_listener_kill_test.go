@@ -187,6 +187,11 @@ func fltTestListenerKilled(t *testing.T, bk fltBackendKind) {
 		t.Errorf("WaitEach did not end after every job had settled: %v", context.Cause(ctx))
 	}
 
+	// The last kill may land after the last job settled: its reconnect
+	// then comes after the waits returned. Nothing else signals it.
+	if err := fltEventually(ctx, "the reconnect after the last kill", func() bool { return w.Stats().Reconnects >= kills }); err != nil {
+		t.Error(err)
+	}
 	st := w.Stats()
 	evs := rec.snapshot()
 	subErrs := fltOf(evs, fltEvSubErr, rec.start, fltForever)
