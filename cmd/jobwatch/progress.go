@@ -46,6 +46,17 @@ func (p *progress) add(n int) {
 	}
 }
 
+// erase clears the bar's line, so that an output line printed to the same
+// terminal does not land behind it; the next add draws it again.
+func (p *progress) erase() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.on && !p.drawn.IsZero() {
+		fmt.Fprint(p.w, "\r\033[K")
+		p.drawn = time.Time{}
+	}
+}
+
 func (p *progress) draw() {
 	const width = 40
 	filled := width * p.n / max(p.total, 1)

@@ -110,6 +110,7 @@ func (f waitFlags) wait(ctx context.Context, d jobwatch.Driver, ids []jobwatch.J
 	var notFound, unsuccessful bool
 	var stopped error
 	for st, err := range w.WaitEach(ctx, ids) {
+		bar.erase()
 		switch {
 		case errors.Is(err, jobwatch.ErrNotFound):
 			notFound = true
