@@ -131,6 +131,7 @@ func (f waitFlags) wait(ctx context.Context, d jobwatch.Driver, ids []jobwatch.J
 	}
 	switch {
 	case errors.Is(stopped, context.DeadlineExceeded):
+		bar.erase()
 		for _, id := range ids {
 			if !settled[id] {
 				_ = out.line(id, statusPending)
