@@ -659,3 +659,28 @@ func fltMaxAttempts(w, lo, hi time.Duration) int {
 		n++
 	}
 }
+
+// fltHold keeps a deliberate fault in place until the given time: the
+// stretch of time is the fault itself, not a wait for an event. It ends
+// early, with ctx's cause, when the test runs out of time.
+func fltHold(ctx context.Context, until time.Time) error {
+	t := time.NewTimer(time.Until(until))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
+// fltAwaitQuiet waits until a status read has started after the last of
+// notes notifications: from then on nothing read before a cut is left to
+// run after it, so what settles during the cut can only be found by the
+// read that follows the next subscription.
+func fltAwaitQuiet(ctx context.Context, rec *fltRecorder, notes int) error {
+	return rec.await(ctx, "a status read after the last notification", func(evs []fltEvent) bool {
+		ns := fltOf(evs, fltEvNote, rec.start, fltForever)
+		return len(ns) >= notes && len(fltOf(evs, fltEvRead, ns[len(ns)-1].at, fltForever)) > 0
+	})
+}

@@ -111,7 +111,9 @@ func fltTestReadsFail(t *testing.T, bk fltBackendKind) {
 	// (the fault itself); nothing is being waited for.
 	parts := [][]jobwatch.JobID{during[:perGroup/3], during[perGroup/3 : 2*perGroup/3], during[2*perGroup/3:]}
 	for i, part := range parts {
-		time.Sleep(time.Until(revoked.Add(time.Duration(i) * outage / 3)))
+		if err := fltHold(ctx, revoked.Add(time.Duration(i)*outage/3)); err != nil {
+			t.Fatal(err)
+		}
 		fltMustSettle(t, ctx, owner, part)
 	}
 	if err := rec.await(ctx, "a status read fails", func(evs []fltEvent) bool {
@@ -120,7 +122,9 @@ func fltTestReadsFail(t *testing.T, bk fltBackendKind) {
 		t.Fatal(err)
 	}
 	// Hold the outage to its full length (the fault, not a wait).
-	time.Sleep(time.Until(revoked.Add(outage)))
+	if err := fltHold(ctx, revoked.Add(outage)); err != nil {
+		t.Fatal(err)
+	}
 	during1 := w.Stats()
 	if code := bk.sqlstate(during1.LastError); code != "42501" || !strings.Contains(during1.LastError.Error(), "permission denied") {
 		t.Errorf("Stats.LastError during the outage = %v (SQLSTATE %q), want the permission error (42501)", during1.LastError, code)

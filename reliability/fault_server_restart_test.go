@@ -101,7 +101,9 @@ func fltTestServerRestart(t *testing.T, bk fltBackendKind) {
 
 	// Keep the server down for the rest of the window. This is the fault
 	// itself, a stretch of time, not a wait for an event.
-	time.Sleep(time.Until(down.Add(outage)))
+	if err := fltHold(ctx, down.Add(outage)); err != nil {
+		t.Fatal(err)
+	}
 	up := time.Now()
 	evs := rec.snapshot()
 	window := up.Sub(down)
