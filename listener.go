@@ -106,7 +106,6 @@ func (w *Watcher) attach(sub Subscription, first bool) bool {
 		return false
 	}
 	w.sub = sub
-	w.stats.Listening = true
 	if !first {
 		w.stats.Reconnects++
 	}
@@ -122,7 +121,6 @@ func (w *Watcher) detach(sub Subscription) {
 	if w.sub == sub {
 		w.sub = nil
 	}
-	w.stats.Listening = false
 	if ic, ok := sub.(IgnoredCounter); ok {
 		w.ignoredAt += ic.Ignored()
 	}

@@ -292,6 +292,7 @@ func (w *Watcher) Stats() Stats {
 	s := w.stats
 	s.Pending = len(w.pending)
 	s.Waiters = w.waiters
+	s.Listening = w.sub != nil
 	s.IgnoredNotifications = w.ignoredAt
 	if ic, ok := w.sub.(IgnoredCounter); ok {
 		s.IgnoredNotifications += ic.Ignored()
