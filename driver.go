@@ -118,9 +118,16 @@ type ChangeSet struct {
 	Statuses []Status
 	// Cursor to pass to the next Changes call.
 	Cursor Cursor
-	// Partial says the feed cannot yet vouch that nothing before Cursor
-	// was missed (a fresh cursor while older transactions may still
-	// commit, or more open gaps than it tracks). The Watcher then also
-	// re-reads every pending job, as it would without a feed.
+	// Partial says changes before Cursor may have been missed: the Watcher
+	// re-reads every pending job once, right after this read. A fresh
+	// cursor is Partial (it knows nothing of the past). A feed reports
+	// Partial only at the reads where it cannot vouch otherwise (for
+	// example once, when transactions that were running as the cursor
+	// started have all ended, or after it dropped gaps it could not track),
+	// so its caller can otherwise rely on it alone.
 	Partial bool
+	// Skipped counts rows the feed could not use (a status it does not
+	// know, say) and moved past; the Watcher reports it in Stats. A bad row
+	// never fails a read.
+	Skipped int
 }

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/jobwatch/jobwatch/statemachine"
 )
 
 // Sentinel errors, matched with errors.Is.
@@ -18,7 +20,80 @@ var (
 	ErrInvalidID = errors.New("jobwatch: invalid job id")
 	// ErrInvalidOption is returned by New for a nil driver or a bad option.
 	ErrInvalidOption = errors.New("jobwatch: invalid option")
+	// ErrNotInstalled means the queue's tables or schema do not exist. A
+	// driver reports it as a *NotInstalledError; a wait on such a queue
+	// ends with it after the not-found grace.
+	ErrNotInstalled = errors.New("jobwatch: queue not installed")
 )
+
+// NotInstalledError is a driver's report that the queue it reads is not
+// installed: the table or schema it looked for does not exist. It matches
+// ErrNotInstalled and unwraps to the database's own error.
+type NotInstalledError struct {
+	Prefix string // object-name prefix looked for ("" for none)
+	Schema string // schema looked in ("" for the search_path)
+	Err    error  // the database's error (undefined table or schema)
+}
+
+func (e *NotInstalledError) Error() string {
+	schema := "the search_path"
+	if e.Schema != "" {
+		schema = fmt.Sprintf("schema %q", e.Schema)
+	}
+	msg := fmt.Sprintf("jobwatch: queue not installed (prefix %q, %s)", e.Prefix, schema)
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
+}
+
+// Is makes errors.Is(err, ErrNotInstalled) true.
+func (e *NotInstalledError) Is(target error) bool { return target == ErrNotInstalled }
+
+// Unwrap returns the database's error.
+func (e *NotInstalledError) Unwrap() error { return e.Err }
+
+// WaitError is the error of a wait that ended before its job settled:
+// its ctx ended, the Watcher was closed, or the queue is not installed. It
+// says what the Watcher last knew of the job and of the database, so a
+// caller can tell "still running" from "the database cannot be read".
+//
+// It matches its Err (ctx.Err(), ErrClosed, ErrNotInstalled) with
+// errors.Is, and also DriverErr when that is set.
+type WaitError struct {
+	ID JobID
+	// LastState is the job's state at the latest successful read that
+	// found it (queued, picked, failed), or statemachine.None when no read
+	// found it.
+	LastState statemachine.State
+	// Err is why the wait ended: ctx.Err(), ErrClosed or a
+	// *NotInstalledError.
+	Err error
+	// DriverErr is the latest driver error (a failed status read or
+	// listener) when the latest attempt was failing at the time the wait
+	// ended; nil when the Watcher was reading the database fine.
+	DriverErr error
+}
+
+func (e *WaitError) Error() string {
+	seen := "never found"
+	if e.LastState != statemachine.None {
+		seen = "last seen " + e.LastState.String()
+	}
+	msg := fmt.Sprintf("jobwatch: job %d (%s): %v", int64(e.ID), seen, e.Err)
+	if e.DriverErr != nil {
+		msg += "; the database could not be read: " + e.DriverErr.Error()
+	}
+	return msg
+}
+
+// Unwrap returns Err and, when set, DriverErr.
+func (e *WaitError) Unwrap() []error {
+	if e.DriverErr == nil {
+		return []error{e.Err}
+	}
+	return []error{e.Err, e.DriverErr}
+}
 
 // NotFoundError lists the jobs that were never found. It matches ErrNotFound.
 type NotFoundError struct {

@@ -187,9 +187,11 @@ func (w *Watcher) WaitAny(ctx context.Context, ids []JobID) (Status, error) {
 // WaitEach returns an iterator over the distinct jobs of ids in the order
 // they settle, each as soon as it does: (status, nil) for a settled job,
 // (Status{ID: id}, *NotFoundError) for one never found. If waiting stops
-// early, the last pair carries the reason: ctx's error or ErrClosed (with a
-// zero Status). Breaking out of the loop drops the remaining waits at once.
-// Bad input (see WaitAll) yields one pair with ErrInvalidID.
+// early (ctx ended, Close, or the queue is not installed), it then yields
+// one pair for each job not settled yet, (Status{ID: id, State: last seen
+// state}, *WaitError), and stops. Breaking out of the loop drops the
+// remaining waits at once. Bad input (see WaitAll) yields one pair with
+// ErrInvalidID.
 //
 // All waits are registered when iteration starts, so the watcher reads
 // their statuses in one batch. The iterator is single-use.
