@@ -131,3 +131,45 @@ func checkIDs(ids []JobID) error {
 	}
 	return nil
 }
+
+// UnsettledError is the error of WaitAll and WaitAny when they return
+// before the jobs settled: one *WaitError for each job that had not, in
+// input order. It matches what any of them matches (ctx.Err(), ErrClosed,
+// ErrNotInstalled, the driver's error); errors.As finds the first.
+type UnsettledError struct {
+	Jobs []*WaitError
+}
+
+func (e *UnsettledError) Error() string {
+	if len(e.Jobs) == 1 {
+		return e.Jobs[0].Error()
+	}
+	const show = 5
+	parts := make([]string, 0, min(len(e.Jobs), show))
+	for _, j := range e.Jobs[:min(len(e.Jobs), show)] {
+		seen := "never found"
+		if j.LastState != statemachine.None {
+			seen = j.LastState.String()
+		}
+		parts = append(parts, fmt.Sprintf("%d (%s)", int64(j.ID), seen))
+	}
+	more := ""
+	if len(e.Jobs) > show {
+		more = fmt.Sprintf(" and %d more", len(e.Jobs)-show)
+	}
+	first := e.Jobs[0]
+	msg := fmt.Sprintf("jobwatch: %d jobs not settled: %s%s: %v", len(e.Jobs), strings.Join(parts, ", "), more, first.Err)
+	if first.DriverErr != nil {
+		msg += "; the database could not be read: " + first.DriverErr.Error()
+	}
+	return msg
+}
+
+// Unwrap returns the *WaitError of each job.
+func (e *UnsettledError) Unwrap() []error {
+	out := make([]error, len(e.Jobs))
+	for i, j := range e.Jobs {
+		out[i] = j
+	}
+	return out
+}

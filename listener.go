@@ -71,26 +71,28 @@ func (w *Watcher) consume(ctx context.Context, sub Subscription) error {
 		}
 		w.mu.Lock()
 		w.stats.Notifications++
+		now := time.Now()
 		switch {
 		case n.Resync:
 			w.sched.markAll(causeResync)
-			w.sched.request(time.Now(), w.cfg.debounce, true)
 		case len(n.IDs) > 0:
 			for _, id := range n.IDs {
 				if w.pending[id] != nil {
 					w.sched.markID(id, causeNotification)
 				}
 			}
-			w.sched.request(time.Now(), w.cfg.debounce, false)
-		case w.feed != nil && len(w.pending) > w.cfg.feedMin:
+			w.sched.request(now, w.cfg.debounce, false)
+		case w.wantFeed():
 			w.sched.markFeed(causeNotification)
-			w.sched.request(time.Now(), w.cfg.debounce, false)
+			w.sched.request(now, w.cfg.debounce, false)
 		default:
 			// Few waiters: reading them by id is cheaper. The feed's cursor
 			// would go stale meanwhile, so it starts afresh when next used.
-			w.sched.markAll(causeNotification)
+			for id := range w.pending {
+				w.sched.markID(id, causeNotification)
+			}
 			w.sched.dropCursor = w.feed != nil
-			w.sched.request(time.Now(), w.cfg.debounce, false)
+			w.sched.request(now, w.cfg.debounce, false)
 		}
 		w.mu.Unlock()
 		w.wakeScheduler()
@@ -106,11 +108,11 @@ func (w *Watcher) attach(sub Subscription, first bool) bool {
 		return false
 	}
 	w.sub = sub
+	w.listenErr = nil
 	if !first {
 		w.stats.Reconnects++
 	}
 	w.sched.markAll(causeResync)
-	w.sched.request(time.Now(), w.cfg.debounce, true)
 	w.wakeScheduler()
 	return true
 }
@@ -122,7 +124,7 @@ func (w *Watcher) detach(sub Subscription) {
 		w.sub = nil
 	}
 	if ic, ok := sub.(IgnoredCounter); ok {
-		w.ignoredAt += ic.Ignored()
+		w.ignoredGone += ic.Ignored()
 	}
 	w.mu.Unlock()
 	_ = sub.Close()
@@ -131,6 +133,7 @@ func (w *Watcher) detach(sub Subscription) {
 func (w *Watcher) noteListenError(msg string, err error, attempt int) {
 	w.mu.Lock()
 	w.stats.ListenErrors++
+	w.listenErr = err
 	w.mu.Unlock()
 	w.recordError(msg, err, "attempt", attempt)
 }

@@ -8,46 +8,49 @@ import (
 
 // Defaults of the options, PgQueuer's where PgQueuer has one.
 const (
-	DefaultRefreshInterval = 5 * time.Second
-	DefaultDebounce        = 50 * time.Millisecond
-	DefaultNotFoundGrace   = 30 * time.Second
-	DefaultBackoffMin      = 100 * time.Millisecond
-	DefaultBackoffMax      = 10 * time.Second
-	DefaultBatchSize       = 5000
-	DefaultCloseTimeout    = 10 * time.Second
-	DefaultCallTimeout     = 30 * time.Second
-	DefaultFeedThreshold   = 16
+	DefaultRefreshInterval  = 5 * time.Second
+	DefaultDebounce         = 50 * time.Millisecond
+	DefaultNotFoundGrace    = 30 * time.Second
+	DefaultBackoffMin       = 100 * time.Millisecond
+	DefaultBackoffMax       = 10 * time.Second
+	DefaultBatchSize        = 5000
+	DefaultCloseTimeout     = 10 * time.Second
+	DefaultCallTimeout      = 30 * time.Second
+	DefaultFeedThreshold    = 16
+	DefaultFullReadInterval = time.Minute
 )
 
 type config struct {
-	refresh      time.Duration
-	debounce     time.Duration
-	settleOnHold bool
-	grace        time.Duration
-	logger       *slog.Logger
-	backoffMin   time.Duration
-	backoffMax   time.Duration
-	batchSize    int
-	pollOnly     bool
-	closeTimeout time.Duration
-	useFeed      bool
-	callTimeout  time.Duration
-	feedMin      int
+	refresh       time.Duration
+	debounce      time.Duration
+	settleOnHold  bool
+	grace         time.Duration
+	logger        *slog.Logger
+	backoffMin    time.Duration
+	backoffMax    time.Duration
+	batchSize     int
+	pollOnly      bool
+	closeTimeout  time.Duration
+	useFeed       bool
+	callTimeout   time.Duration
+	feedThreshold int
+	fullEvery     time.Duration
 }
 
 func defaultConfig() config {
 	return config{
-		refresh:      DefaultRefreshInterval,
-		debounce:     DefaultDebounce,
-		grace:        DefaultNotFoundGrace,
-		logger:       slog.New(slog.DiscardHandler),
-		backoffMin:   DefaultBackoffMin,
-		backoffMax:   DefaultBackoffMax,
-		batchSize:    DefaultBatchSize,
-		closeTimeout: DefaultCloseTimeout,
-		useFeed:      true,
-		callTimeout:  DefaultCallTimeout,
-		feedMin:      DefaultFeedThreshold,
+		refresh:       DefaultRefreshInterval,
+		debounce:      DefaultDebounce,
+		grace:         DefaultNotFoundGrace,
+		logger:        slog.New(slog.DiscardHandler),
+		backoffMin:    DefaultBackoffMin,
+		backoffMax:    DefaultBackoffMax,
+		batchSize:     DefaultBatchSize,
+		closeTimeout:  DefaultCloseTimeout,
+		useFeed:       true,
+		callTimeout:   DefaultCallTimeout,
+		feedThreshold: DefaultFeedThreshold,
+		fullEvery:     DefaultFullReadInterval,
 	}
 }
 
@@ -59,9 +62,11 @@ func optErr(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidOption}, args...)...)
 }
 
-// WithRefreshInterval sets the safety-net poll: every d (±10% jitter) all
-// pending jobs are re-read, in case a notification was lost. d must be
-// positive. Default 5s.
+// WithRefreshInterval sets the safety-net poll, in case a notification was
+// lost: every d (±10% jitter) the Watcher reads the driver's change feed
+// when the feed can vouch for every change since its cursor, and re-reads
+// every pending job otherwise (no feed, few pending jobs, a feed that is
+// starting, failing or reported Partial). d must be positive. Default 5s.
 func WithRefreshInterval(d time.Duration) Option {
 	return func(c *config) error {
 		if d <= 0 {
@@ -205,7 +210,23 @@ func WithFeedThreshold(n int) Option {
 		if n < 0 {
 			return optErr("feed threshold must not be negative, got %d", n)
 		}
-		c.feedMin = n
+		c.feedThreshold = n
+		return nil
+	}
+}
+
+// WithFullReadInterval sets how often every pending job is re-read even
+// while the change feed vouches for every change (±10% jitter). It is the
+// last net under the feed: a job this read settles is a change the feed
+// missed, counted in Stats.MissedChanges and logged as a warning. The read
+// goes in chunks of the batch size, between the reads notifications ask
+// for, so they never wait behind it. d must be positive. Default 1m.
+func WithFullReadInterval(d time.Duration) Option {
+	return func(c *config) error {
+		if d <= 0 {
+			return optErr("full-read interval must be positive, got %s", d)
+		}
+		c.fullEvery = d
 		return nil
 	}
 }

@@ -45,16 +45,25 @@ type Stats struct {
 	PollOnly   bool // the Watcher runs on its poll alone
 	ChangeFeed bool // notifications are served by the driver's ChangeFeed
 
-	Notifications        uint64 // notifications received (Resyncs included)
-	IgnoredNotifications uint64 // dropped by the subscription (foreign or garbled), if it reports them
-	Reads                CauseCounts
-	ReadErrors           uint64      // failed FetchStatuses calls
+	Notifications        uint64      // notifications received (Resyncs included)
+	IgnoredNotifications uint64      // dropped by the subscription (foreign or garbled), if it reports them
+	Reads                CauseCounts // status reads and change feed reads, by cause
+	ReadErrors           uint64      // failed reads (FetchStatuses and Changes calls)
 	IDsRead              uint64      // ids sent in FetchStatuses calls
+	FullReads            uint64      // reads of every pending job begun (each in chunks)
+	FeedReads            uint64      // ChangeFeed reads (cursor starts included)
+	FeedReadErrors       uint64      // failed ChangeFeed reads
 	ChangesRead          uint64      // statuses returned by ChangeFeed reads
-	Resolved             CauseCounts // waits ended, by the cause of the read that ended them
-	NotFound             uint64      // ids that ended with ErrNotFound
-	Reconnects           uint64      // successful Listens after the first
-	ListenErrors         uint64      // failed Listen calls and subscriptions that died
+	SkippedChanges       uint64      // rows the ChangeFeed could not use and skipped
+	// MissedChanges counts jobs that a full read settled while the change
+	// feed vouched for them, and that the feed did not report: a bug in
+	// the driver's feed. It is logged as a warning too.
+	MissedChanges uint64
+	Resolved      CauseCounts // waits ended, by the cause of the read that ended them
+	NotFound      uint64      // ids that ended with ErrNotFound
+	NotInstalled  uint64      // ids that ended with ErrNotInstalled
+	Reconnects    uint64      // successful Listens after the first
+	ListenErrors  uint64      // failed Listen calls and subscriptions that died
 
 	LastError   error // the latest read or listener error, nil if none
 	LastErrorAt time.Time

@@ -22,33 +22,53 @@ type Watcher struct {
 	feed   ChangeFeed // the driver's, unless disabled; nil without
 	cfg    config
 
-	cancel context.CancelFunc // stops the goroutines New started
-	done   chan struct{}      // closed by Close
-	wg     sync.WaitGroup
-	kick   chan struct{} // wakes the scheduler; capacity 1
+	cancel    context.CancelFunc // stops the goroutines New started
+	done      chan struct{}      // closed by Close
+	closeDone chan struct{}      // closed when the first Close has finished
+	wg        sync.WaitGroup
+	kick      chan struct{} // wakes the scheduler; capacity 1
 
-	mu        sync.Mutex
-	closed    bool
-	closeErr  error
-	pending   map[JobID]*entry
-	waiters   int
-	sched     schedule
-	sub       Subscription // the live subscription, for Close
-	cursor    Cursor       // change feed position; owned by the scheduler goroutine
-	stats     Stats
-	ignoredAt uint64 // Ignored() of subscriptions already gone
+	mu       sync.Mutex
+	closed   bool
+	closeErr error // valid once closeDone is closed
+	pending  map[JobID]*entry
+	waiters  int
+	gen      uint64 // registrations so far: a read decides only waits older than it
+	sched    schedule
+	sub      Subscription // the live subscription, for Close
+	stats    Stats
+	// ignoredGone sums Ignored() of the subscriptions already gone.
+	ignoredGone uint64
+
+	// What the latest attempts said of the database, for WaitError.
+	readErr      error // the latest read failed with it; nil after a read worked
+	listenErr    error // the latest Listen or subscription failed; nil once listening
+	notInstalled error // readErr, when it says the queue is not installed
+
+	// The change feed's state; cursor is only read and written by the
+	// scheduler goroutine.
+	cursor       Cursor
+	feedFailures int       // consecutive failed feed reads
+	feedUntil    time.Time // the feed is not read before this, after a failure
+	partials     uint64    // Partial change sets (and cursor starts) so far
+	owed         bool      // a full read is owed since the last Partial
+	epoch        uint64    // bumped whenever the feed may not report every change
+	suspects     []JobID   // settled by a full read while the feed vouched
 }
 
 // entry is the shared state of every wait on one job id.
 type entry struct {
 	id       JobID
+	gen      uint64        // Watcher.gen when it was registered
 	refs     int           // waits holding this entry
 	done     chan struct{} // closed when resolved
 	state    statemachine.State
-	err      error        // ErrNotFound, or nil
-	deadline time.Time    // end of the not-found grace
-	found    bool         // some read returned this id
-	watchers []*collector // multi-job waits to tell when this settles
+	err      error              // ErrNotFound, a *NotInstalledError, or nil
+	last     statemachine.State // latest state a read found
+	deadline time.Time          // end of the not-found grace
+	found    bool               // some read returned this id
+	observed uint64             // Watcher.epoch when a read last saw it unsettled
+	watchers []*collector       // multi-job waits to tell when this settles
 }
 
 // New returns a Watcher on d and starts its background work: the listener
@@ -73,13 +93,14 @@ func New(d Driver, opts ...Option) (*Watcher, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &Watcher{
-		driver:  d,
-		cfg:     cfg,
-		cancel:  cancel,
-		done:    make(chan struct{}),
-		kick:    make(chan struct{}, 1),
-		pending: make(map[JobID]*entry),
-		sched:   newSchedule(time.Now(), cfg.refresh),
+		driver:    d,
+		cfg:       cfg,
+		cancel:    cancel,
+		done:      make(chan struct{}),
+		closeDone: make(chan struct{}),
+		kick:      make(chan struct{}, 1),
+		pending:   make(map[JobID]*entry),
+		sched:     newSchedule(time.Now(), cfg.refresh, cfg.fullEvery, cfg.debounce),
 	}
 	if f, ok := d.(ChangeFeed); ok && cfg.useFeed {
 		w.feed = f
@@ -96,8 +117,11 @@ func New(d Driver, opts ...Option) (*Watcher, error) {
 // WithSettleOnHold) and returns that state. A job's outcome is data: an
 // exception or a cancellation is a state, not an error.
 //
-// Wait returns an error only when waiting itself failed: ctx's error,
-// ErrClosed, a *NotFoundError (ErrNotFound) after the not-found grace, or
+// Wait returns an error only when waiting itself failed: a *WaitError when
+// ctx ended, the Watcher was closed or the queue is not installed (it
+// matches ctx.Err(), ErrClosed or ErrNotInstalled, and says what was last
+// known of the job and of the database), a *NotFoundError (ErrNotFound)
+// after the not-found grace, ErrClosed when called after Close, or
 // ErrInvalidID for id <= 0. A returned wait is forgotten at once.
 func (w *Watcher) Wait(ctx context.Context, id JobID) (statemachine.State, error) {
 	if id <= 0 {
@@ -112,14 +136,38 @@ func (w *Watcher) Wait(ctx context.Context, id JobID) (statemachine.State, error
 	select {
 	case <-e.done:
 	case <-ctx.Done():
-		return statemachine.None, ctx.Err()
+		return statemachine.None, w.waitError(e, ctx.Err())
 	case <-w.done:
-		return statemachine.None, ErrClosed
+		return statemachine.None, w.waitError(e, ErrClosed)
 	}
 	if e.err != nil {
-		return statemachine.None, &NotFoundError{IDs: []JobID{id}}
+		return statemachine.None, e.failure()
 	}
 	return e.state, nil
+}
+
+// failure is the error of a resolved entry that did not settle.
+func (e *entry) failure() error {
+	if e.err == ErrNotFound {
+		return &NotFoundError{IDs: []JobID{e.id}}
+	}
+	return &WaitError{ID: e.id, LastState: e.last, Err: e.err}
+}
+
+// waitError says why the wait on e ended with reason before it settled.
+func (w *Watcher) waitError(e *entry, reason error) *WaitError {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return &WaitError{ID: e.id, LastState: e.last, Err: reason, DriverErr: w.driverErr()}
+}
+
+// driverErr is the latest driver error, while the driver is failing.
+// Called with w.mu held.
+func (w *Watcher) driverErr() error {
+	if w.readErr != nil {
+		return w.readErr
+	}
+	return w.listenErr
 }
 
 // WaitAll blocks until every job in ids has settled and returns their
@@ -127,9 +175,11 @@ func (w *Watcher) Wait(ctx context.Context, id JobID) (statemachine.State, error
 // do not stop the others: once all are settled, WaitAll returns the states
 // of the found ones and a *NotFoundError listing the rest.
 //
-// On ctx's error or ErrClosed it returns at once with the states settled so
-// far (statemachine.None for the others). An empty list or an id <= 0
-// returns ErrInvalidID before anything is registered.
+// When ctx ends, the Watcher is closed or the queue is not installed, it
+// returns at once with the states settled so far (statemachine.None for
+// the others) and an *UnsettledError holding a *WaitError for each job
+// not settled. An empty list or an id <= 0 returns ErrInvalidID before
+// anything is registered.
 func (w *Watcher) WaitAll(ctx context.Context, ids []JobID) ([]statemachine.State, error) {
 	if err := checkIDs(ids); err != nil {
 		return nil, err
@@ -139,47 +189,70 @@ func (w *Watcher) WaitAll(ctx context.Context, ids []JobID) ([]statemachine.Stat
 		return nil, err
 	}
 	defer w.release(es, nil)
-	out := make([]statemachine.State, len(ids))
+	var reason error
+wait:
 	for _, e := range es {
 		select {
 		case <-e.done:
-			continue
+			if e.err != nil && e.err != ErrNotFound {
+				reason = e.err
+				break wait
+			}
 		case <-ctx.Done():
-			err = ctx.Err()
+			reason = ctx.Err()
+			break wait
 		case <-w.done:
-			err = ErrClosed
+			reason = ErrClosed
+			break wait
 		}
-		break
 	}
+	out := make([]statemachine.State, len(ids))
 	var missing []JobID
+	var unsettled []*WaitError
 	for i, e := range es {
 		select {
 		case <-e.done:
-			if e.err != nil {
+			switch {
+			case e.err == nil:
+				out[i] = e.state
+			case e.err == ErrNotFound:
 				missing = append(missing, e.id)
+			default:
+				unsettled = append(unsettled, e.failure().(*WaitError))
 			}
-			out[i] = e.state
 		default:
+			unsettled = append(unsettled, w.waitError(e, reason))
 		}
 	}
-	if err == nil && missing != nil {
-		err = &NotFoundError{IDs: missing}
+	switch {
+	case len(unsettled) > 0:
+		return out, &UnsettledError{Jobs: unsettled}
+	case missing != nil:
+		return out, &NotFoundError{IDs: missing}
 	}
-	return out, err
+	return out, nil
 }
 
 // WaitAny blocks until the first of ids settles and returns its status; the
 // waits on the others are dropped at once. Ids that are never found are
 // skipped; if none is ever found it returns a *NotFoundError listing all.
-// Errors are those of WaitAll.
+// When waiting stops early it returns an *UnsettledError, as WaitAll does.
+// Bad input returns ErrInvalidID.
 func (w *Watcher) WaitAny(ctx context.Context, ids []JobID) (Status, error) {
+	var unsettled []*WaitError
 	for st, err := range w.WaitEach(ctx, ids) {
-		if err == nil {
+		var we *WaitError
+		switch {
+		case err == nil:
 			return st, nil
-		}
-		if !errors.Is(err, ErrNotFound) {
+		case errors.As(err, &we):
+			unsettled = append(unsettled, we)
+		case !errors.Is(err, ErrNotFound):
 			return Status{}, err
 		}
+	}
+	if len(unsettled) > 0 {
+		return Status{}, &UnsettledError{Jobs: unsettled}
 	}
 	return Status{}, &NotFoundError{IDs: distinct(ids)}
 }
@@ -208,25 +281,40 @@ func (w *Watcher) WaitEach(ctx context.Context, ids []JobID) iter.Seq2[Status, e
 			return
 		}
 		defer w.release(es, c)
-		for left := len(es); left > 0; {
+		var reason error
+		for left := len(es); left > 0 && reason == nil; {
 			select {
 			case <-c.signal:
 			case <-ctx.Done():
-				yield(Status{}, ctx.Err())
-				return
+				reason = ctx.Err()
+				continue
 			case <-w.done:
-				yield(Status{}, ErrClosed)
-				return
+				reason = ErrClosed
+				continue
 			}
 			for _, e := range c.drain() {
 				left--
 				st, err := Status{ID: e.id, State: e.state}, error(nil)
 				if e.err != nil {
-					err = &NotFoundError{IDs: []JobID{e.id}}
+					st, err = Status{ID: e.id, State: e.last}, e.failure()
 				}
 				if !yield(st, err) {
 					return
 				}
+			}
+		}
+		if reason == nil {
+			return
+		}
+		for _, e := range es {
+			select {
+			case <-e.done:
+				continue // yielded already, or in the collector: the reason stops it
+			default:
+			}
+			we := w.waitError(e, reason)
+			if !yield(Status{ID: e.id, State: we.LastState}, we) {
+				return
 			}
 		}
 	}
@@ -254,9 +342,9 @@ func distinct(ids []JobID) []JobID {
 func (w *Watcher) Close() error {
 	w.mu.Lock()
 	if w.closed {
-		err := w.closeErr
 		w.mu.Unlock()
-		return err
+		<-w.closeDone // bounded: the first call returns within the close timeout
+		return w.closeErr
 	}
 	w.closed = true
 	sub := w.sub
@@ -280,9 +368,8 @@ func (w *Watcher) Close() error {
 	if err != nil {
 		err = fmt.Errorf("jobwatch: close: %w", err)
 	}
-	w.mu.Lock()
 	w.closeErr = err
-	w.mu.Unlock()
+	close(w.closeDone)
 	return err
 }
 
@@ -295,7 +382,7 @@ func (w *Watcher) Stats() Stats {
 	s.Pending = len(w.pending)
 	s.Waiters = w.waiters
 	s.Listening = w.sub != nil
-	s.IgnoredNotifications = w.ignoredAt
+	s.IgnoredNotifications = w.ignoredGone
 	if ic, ok := w.sub.(IgnoredCounter); ok {
 		s.IgnoredNotifications += ic.Ignored()
 	}
@@ -314,10 +401,11 @@ func (w *Watcher) register(ids []JobID, c *collector) ([]*entry, error) {
 	}
 	es := make([]*entry, len(ids))
 	fresh := false
+	w.gen++
 	for i, id := range ids {
 		e := w.pending[id]
 		if e == nil {
-			e = &entry{id: id, done: make(chan struct{}), deadline: now.Add(w.cfg.grace)}
+			e = &entry{id: id, gen: w.gen, done: make(chan struct{}), deadline: now.Add(w.cfg.grace)}
 			w.pending[id] = e
 			w.sched.markID(id, causeWait)
 			fresh = true
@@ -385,8 +473,11 @@ func (w *Watcher) resolve(e *entry, state statemachine.State, err error, why cau
 		c.push(e)
 	}
 	e.watchers = nil
-	if err != nil {
+	switch {
+	case err == ErrNotFound:
 		w.stats.NotFound++
+	case err != nil:
+		w.stats.NotInstalled++
 	}
 	w.stats.Resolved.add(why, 1)
 }

@@ -12,8 +12,8 @@ type cursor struct{ pos int }
 
 // Changes implements jobwatch.ChangeFeed: the committed state of every job
 // changed by a commit after cur, each once. Commits are applied one at a
-// time, so the feed is exact: a ChangeSet is never Partial. A nil cursor
-// starts a feed at the present.
+// time, so the feed is exact: only the ChangeSet that starts a feed (a nil
+// cursor, at the present) is Partial, as the contract has it.
 //
 // It counts in Counters.Reads and FeedReads, fails while FailReads is in
 // effect, and returns ctx.Err() when ctx is done, an error matching
@@ -51,5 +51,5 @@ func (b *Backend) Changes(ctx context.Context, cur jobwatch.Cursor) (jobwatch.Ch
 		}
 	}
 	b.counts.changesRead += uint64(len(out))
-	return jobwatch.ChangeSet{Statuses: out, Cursor: cursor{len(b.changelog)}}, nil
+	return jobwatch.ChangeSet{Statuses: out, Cursor: cursor{len(b.changelog)}, Partial: cur == nil}, nil
 }
