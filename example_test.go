@@ -119,3 +119,29 @@ func ExampleWatcher_WaitEach() {
 	// 1 exception
 	// 999 jobwatch: job not found: 999
 }
+
+// A handler that waits with a deadline can tell "still running" from "the
+// database cannot be read": the WaitError says what was last seen.
+func ExampleWaitError() {
+	queue := fake.New()
+	defer queue.Close()
+	w, err := jobwatch.New(queue)
+	if err != nil {
+		panic(err)
+	}
+	defer w.Close()
+	ids, _ := queue.Enqueue(context.Background(), 1)
+	_ = queue.Apply(context.Background(), statemachine.Claim, ids[0])
+
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	_, err = w.Wait(ctx, ids[0])
+	var we *jobwatch.WaitError
+	switch {
+	case errors.As(err, &we) && we.DriverErr != nil:
+		fmt.Println("database trouble:", we.DriverErr)
+	case errors.Is(err, context.DeadlineExceeded):
+		fmt.Println("still", we.LastState)
+	}
+	// Output: still picked
+}
