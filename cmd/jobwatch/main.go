@@ -44,7 +44,6 @@ func commands() []command {
 		{"uninstall", "drop the queue's tables (needs --yes)", runUninstall},
 		{"enqueue", "enqueue jobs and print their ids", runEnqueue},
 		{"demo", "watch a queue work through jobs (in memory unless --dsn)", runDemo},
-		{"bench", "measure latency, database cost and memory against polling (on PostgreSQL)", runBench},
 	}
 }
 

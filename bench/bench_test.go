@@ -48,7 +48,7 @@ func TestBenchQuickJSONAndSVG(t *testing.T) {
 	pgtest.Connect(t) // fails clearly when the database is down
 	svgPath := filepath.Join(t.TempDir(), "bench.svg")
 	start := time.Now()
-	r := cli{t: t}.run("bench", "--quick", "--json", "--svg", svgPath, "--dsn", pgtest.DSN())
+	r := cli{t: t}.run("--quick", "--json", "--svg", svgPath, "--dsn", pgtest.DSN())
 	if r.code != 0 {
 		t.Fatalf("exit %d\nstderr:\n%s", r.code, r.stderr)
 	}
@@ -200,7 +200,7 @@ func TestBenchInterruptCleansUp(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	// Enough samples that the run is still measuring when interrupted.
-	cmd := exec.CommandContext(ctx, binary, "bench", "--quick", "--samples", "100000", "--dsn", pgtest.DSN())
+	cmd := exec.CommandContext(ctx, binary, "--quick", "--samples", "100000", "--dsn", pgtest.DSN())
 	cmd.Env = filterEnv(os.Environ(), "DATABASE_URL=", "PGQUEUER_PREFIX=")
 	cmd.Stdout = io.Discard
 	stderr, err := cmd.StderrPipe()
@@ -251,16 +251,16 @@ func TestBenchUsageAndConnectionErrors(t *testing.T) {
 		code int
 		msg  string
 	}{
-		{[]string{"bench", "--sizes", "0"}, exitUsage, "-sizes"},
-		{[]string{"bench", "--sizes", "10,x"}, exitUsage, "not a count"},
-		{[]string{"bench", "--batch", "0"}, exitUsage, "--batch"},
-		{[]string{"bench", "--poll-interval", "0s"}, exitUsage, "--poll-interval"},
-		{[]string{"bench", "--driver", "nope"}, exitUsage, "--driver"},
-		{[]string{"bench", "--svg", "/nonexistent-dir/x.svg"}, exitUsage, "--svg"},
-		{[]string{"bench", "extra"}, exitUsage, "unexpected argument"},
-		{[]string{"bench", "--help"}, exitOK, "-poll-interval"},
+		{[]string{"--sizes", "0"}, exitUsage, "-sizes"},
+		{[]string{"--sizes", "10,x"}, exitUsage, "not a count"},
+		{[]string{"--batch", "0"}, exitUsage, "--batch"},
+		{[]string{"--poll-interval", "0s"}, exitUsage, "--poll-interval"},
+		{[]string{"--driver", "nope"}, exitUsage, "--driver"},
+		{[]string{"--svg", "/nonexistent-dir/x.svg"}, exitUsage, "--svg"},
+		{[]string{"extra"}, exitUsage, "unexpected argument"},
+		{[]string{"--help"}, exitOK, "-poll-interval"},
 		// Nothing listens on port 1: a database error, quickly.
-		{[]string{"bench", "--quick", "--dsn", "postgres://u:s3cret@127.0.0.1:1/x?connect_timeout=5"}, exitDB, "connect"},
+		{[]string{"--quick", "--dsn", "postgres://u:s3cret@127.0.0.1:1/x?connect_timeout=5"}, exitDB, "connect"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

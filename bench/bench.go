@@ -80,7 +80,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 	fs.StringVar(&cfg.svg, "svg", "", "also draw a chart into this SVG file")
 	fs.BoolVar(&cfg.quick, "quick", false, "a small, fast run: sizes 100,1000, few samples (flags given explicitly still win)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: jobwatch bench [flags]")
+		fmt.Fprintln(stderr, "Usage: go run ./bench [flags]")
 		fmt.Fprintln(stderr, "\nMeasures latency, database cost, throughput and memory of jobwatch on a real PostgreSQL,")
 		fmt.Fprintln(stderr, "with and without the backend's change feed, next to a loop polling each job's status.")
 		fmt.Fprintln(stderr, "Progress goes to standard error. Flags:")
@@ -148,7 +148,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 	}
 	if cfg.json {
 		if err := rep.writeJSON(stdout); err != nil {
-			return exitUnsettled, &outputError{err}
+			return exitOutput, &outputError{err}
 		}
 	} else {
 		rep.writeText(stdout)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"fmt"
 	"time"
 
 	pgxv5 "github.com/jackc/pgx/v5"
@@ -57,17 +56,16 @@ type rawListener interface {
 }
 
 // openBenchDB opens the measured pool, with at most poolSize connections,
-// for c.driver. Errors are those of connFlags.open, unredacted.
+// for c.driver. Errors are those of connFlags.openDB, unredacted.
 func openBenchDB(ctx context.Context, c connFlags, poolSize int) (benchDB, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	switch c.driver {
-	case "pgx":
-		return openPgxBench(ctx, c, poolSize)
-	case "pq":
-		return openPqBench(ctx, c, poolSize)
+	db, err := c.openDB(ctx, poolSize)
+	if err != nil {
+		return nil, err
 	}
-	return nil, fmt.Errorf("%w: --driver must be pgx or pq, not %q", errUsage, c.driver)
+	if db.Pgx != nil {
+		return &pgxBench{pool: db.Pgx, b: db.Queue.(*jwpgx.Backend)}, nil
+	}
+	return &pqBench{db: db.SQL, dsn: db.DSN, b: db.Queue.(*jwpq.Backend)}, nil
 }
 
 // pgx
@@ -75,28 +73,6 @@ func openBenchDB(ctx context.Context, c connFlags, poolSize int) (benchDB, error
 type pgxBench struct {
 	pool *pgxpool.Pool
 	b    *jwpgx.Backend
-}
-
-func openPgxBench(ctx context.Context, c connFlags, poolSize int) (*pgxBench, error) {
-	cfg, err := pgxpool.ParseConfig(c.dsn)
-	if err != nil {
-		return nil, fmt.Errorf("%w: --dsn: %v", errUsage, err)
-	}
-	cfg.MaxConns = int32(poolSize)
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return nil, &dbError{fmt.Errorf("connect: %w", err)}
-	}
-	if err := pool.Ping(ctx); err != nil {
-		pool.Close()
-		return nil, &dbError{fmt.Errorf("connect: %w", err)}
-	}
-	b, err := jwpgx.New(pool, jwpgx.WithPrefix(c.prefix), jwpgx.WithSchema(c.schema))
-	if err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("%w: %v", errUsage, err)
-	}
-	return &pgxBench{pool: pool, b: b}, nil
 }
 
 func (d *pgxBench) queue() benchQueue { return d.b }
@@ -168,29 +144,6 @@ type pqBench struct {
 	db  *sqlx.DB
 	dsn string
 	b   *jwpq.Backend
-}
-
-func openPqBench(ctx context.Context, c connFlags, poolSize int) (*pqBench, error) {
-	dsn := c.dsn
-	if dsn == "" {
-		dsn = "application_name=jobwatch" // lib/pq fills the rest from PG*
-	}
-	db, err := sqlx.Open("postgres", dsn)
-	if err != nil {
-		return nil, fmt.Errorf("%w: --dsn: %v", errUsage, err)
-	}
-	db.SetMaxOpenConns(poolSize)
-	db.SetMaxIdleConns(poolSize)
-	if err := db.PingContext(ctx); err != nil {
-		db.Close()
-		return nil, &dbError{fmt.Errorf("connect: %w", err)}
-	}
-	b, err := jwpq.New(db, dsn, jwpq.WithPrefix(c.prefix), jwpq.WithSchema(c.schema))
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("%w: %v", errUsage, err)
-	}
-	return &pqBench{db: db, dsn: dsn, b: b}, nil
 }
 
 func (d *pqBench) queue() benchQueue { return d.b }
