@@ -59,7 +59,8 @@ func (e *NotInstalledError) Unwrap() error { return e.Err }
 // caller can tell "still running" from "the database cannot be read".
 //
 // It matches its Err (ctx.Err(), ErrClosed, ErrNotInstalled) with
-// errors.Is, and also DriverErr when that is set.
+// errors.Is. DriverErr is not unwrapped, so that a driver's own timeout
+// never passes for the caller's: inspect it with errors.As(we.DriverErr, ...).
 type WaitError struct {
 	ID JobID
 	// LastState is the job's state at the latest successful read that
@@ -87,13 +88,8 @@ func (e *WaitError) Error() string {
 	return msg
 }
 
-// Unwrap returns Err and, when set, DriverErr.
-func (e *WaitError) Unwrap() []error {
-	if e.DriverErr == nil {
-		return []error{e.Err}
-	}
-	return []error{e.Err, e.DriverErr}
-}
+// Unwrap returns Err.
+func (e *WaitError) Unwrap() error { return e.Err }
 
 // NotFoundError lists the jobs that were never found. It matches ErrNotFound.
 type NotFoundError struct {
@@ -135,7 +131,7 @@ func checkIDs(ids []JobID) error {
 // UnsettledError is the error of WaitAll and WaitAny when they return
 // before the jobs settled: one *WaitError for each job that had not, in
 // input order. It matches what any of them matches (ctx.Err(), ErrClosed,
-// ErrNotInstalled, the driver's error); errors.As finds the first.
+// ErrNotInstalled); errors.As finds the first.
 type UnsettledError struct {
 	Jobs []*WaitError
 }

@@ -338,6 +338,9 @@ func (w *Watcher) expire(ids []JobID, now time.Time) {
 // with that error, and the others are checked again at their deadline.
 // Called with w.mu held.
 func (w *Watcher) readFailed(err error, ids []JobID, gen uint64, now time.Time) {
+	if w.closed {
+		return // the read was cut short by Close: not the database's doing
+	}
 	w.stats.ReadErrors++
 	w.readErr = err
 	if !errors.Is(err, ErrNotInstalled) {

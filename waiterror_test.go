@@ -61,7 +61,7 @@ func TestWaitErrorSaysWhy(t *testing.T) {
 				switch {
 				case tt.wantErr == nil && we.DriverErr != nil:
 					t.Errorf("DriverErr = %v while the database worked", we.DriverErr)
-				case tt.wantErr != nil && !errors.Is(err, tt.wantErr):
+				case tt.wantErr != nil && !errors.Is(we.DriverErr, tt.wantErr):
 					t.Errorf("err = %v, want it to carry %v", err, tt.wantErr)
 				}
 				if tt.wantErr != nil && !strings.Contains(err.Error(), tt.wantErr.Error()) {
