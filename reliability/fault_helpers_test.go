@@ -30,7 +30,7 @@ import (
 // type, an alias of the shared one).
 type fltLifecycle interface {
 	jobwatch.Driver
-	Install(ctx context.Context) (bool, error)
+	Install(ctx context.Context) (jwpgx.InstallResult, error)
 	Enqueue(ctx context.Context, jobs ...jwpgx.NewJob) ([]jobwatch.JobID, error)
 	Apply(ctx context.Context, ev statemachine.Event, ids ...jobwatch.JobID) error
 	ListenerPIDs() []uint32

@@ -44,7 +44,7 @@ func (c *connFlags) register(fs *flag.FlagSet) {
 // backends/pq both provide it.
 type queue interface {
 	jobwatch.Driver
-	Install(ctx context.Context) (bool, error)
+	Install(ctx context.Context) (jwpgx.InstallResult, error)
 	Uninstall(ctx context.Context) error
 	Installed(ctx context.Context) (bool, error)
 	Enqueue(ctx context.Context, jobs ...jwpgx.NewJob) ([]jobwatch.JobID, error)

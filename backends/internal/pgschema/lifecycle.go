@@ -401,6 +401,18 @@ func (n Names) Transition(ev statemachine.Event, ids []int64, traceback string) 
 		tb = "NULLIF($2::text, '')::jsonb"
 		args = append(args, traceback)
 	}
+	// The trigger is silent on UPDATE (as PgQueuer's is), but a hold is
+	// final for a watcher that settles on hold: announce it explicitly, in
+	// the same transaction, with the trigger's payload. Joining the CTE
+	// makes it run; an all-or-nothing Apply commits it only when every job
+	// changed.
+	notify, from := "", "changed"
+	if ev == statemachine.Hold {
+		notify = `, notified AS (
+    SELECT pg_notify(` + QuoteLiteral(n.Channel) + `, ` + n.changedEvent("'update'", QuoteLiteral(n.Queue)) + `)
+)`
+		from = "changed CROSS JOIN notified"
+	}
 	sql := `WITH target AS (
     SELECT id FROM ` + n.qQueue() + `
     WHERE id = ANY($1::bigint[]) AND status IN (` + strings.Join(quoted, ", ") + `)
@@ -408,9 +420,9 @@ func (n Names) Transition(ev statemachine.Event, ids []int64, traceback string) 
     FOR UPDATE
 ), changed AS (
     ` + change + `
-)
+)` + notify + `
 INSERT INTO ` + n.qLog() + ` (created, job_id, status, entrypoint, priority, traceback)
-SELECT clock_timestamp(), id, ` + QuoteLiteral(to.String()) + `, entrypoint, priority, ` + tb + ` FROM changed
+SELECT clock_timestamp(), id, ` + QuoteLiteral(to.String()) + `, entrypoint, priority, ` + tb + ` FROM ` + from + `
 RETURNING job_id::bigint`
 	return Stmt{SQL: sql, Args: args}, nil
 }
