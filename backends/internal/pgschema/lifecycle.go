@@ -349,7 +349,10 @@ func ParseUUID(s string) ([16]byte, error) {
 //   - a terminal event (complete, error, cancel, delete) deletes them; a
 //     non-terminal one (claim, hold, retry, requeue) updates them;
 //   - it inserts one log row per changed job with the new status (and, for
-//     error, the traceback), and returns its job_id (bigint).
+//     error, the traceback), and returns its job_id (bigint);
+//   - a hold also sends the trigger's table_changed_event itself (the
+//     trigger, like PgQueuer's, is silent on UPDATE), delivered when the
+//     transaction commits.
 //
 // The caller compares the returned ids with ids: any id missing means the
 // transition was illegal for it, so it reads that job with Diagnose,
