@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -116,28 +115,15 @@ func TestTriggerPayload(t *testing.T) {
 		t.Fatal(err)
 	}
 	var id jobwatch.JobID
-	step := 0
 	check := func(what string, write func() error, want ...string) {
 		t.Helper()
-		if err := write(); err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-		step++
-		sentinel := fmt.Sprintf("sentinel %d", step)
-		if err := e.b.NotifyRaw(e.ctx, sentinel); err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithTimeout(e.ctx, 10*time.Second)
-		defer cancel()
-		var got []string
-		for {
-			n, err := conn.WaitForNotification(ctx)
-			if err != nil {
+		ns := pgtest.NotificationsOf(t, conn, e.b.NotifyRaw, func() {
+			if err := write(); err != nil {
 				t.Fatalf("%s: %v", what, err)
 			}
-			if n.Payload == sentinel {
-				break
-			}
+		})
+		var got []string
+		for _, n := range ns {
 			var p map[string]any
 			if err := json.Unmarshal([]byte(n.Payload), &p); err != nil {
 				t.Fatalf("%s: payload %q: %v", what, n.Payload, err)

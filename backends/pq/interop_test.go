@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -454,26 +453,10 @@ func TestInteropPgQueuerNotifications(t *testing.T) {
 	if _, err := conn.Exec(e.ctx, `LISTEN "`+e.b.Channel()+`"`); err != nil {
 		t.Fatal(err)
 	}
-	step := 0
 	sent := func(what string, write func(), want ...string) {
 		t.Helper()
-		write()
-		step++
-		sentinel := fmt.Sprintf("sentinel %d", step)
-		if err := e.b.NotifyRaw(e.ctx, sentinel); err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithTimeout(e.ctx, 10*time.Second)
-		defer cancel()
 		var got []string
-		for {
-			n, err := conn.WaitForNotification(ctx)
-			if err != nil {
-				t.Fatalf("%s: %v", what, err)
-			}
-			if n.Payload == sentinel {
-				break
-			}
+		for _, n := range pgtest.NotificationsOf(t, conn, e.b.NotifyRaw, write) {
 			var p struct{ Type, Operation string }
 			if err := json.Unmarshal([]byte(n.Payload), &p); err != nil {
 				t.Fatalf("%s: payload %q: %v", what, n.Payload, err)

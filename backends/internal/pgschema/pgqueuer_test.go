@@ -16,21 +16,14 @@ import (
 // by step, exactly the notifications PgQueuer's sent (none for an UPDATE).
 func TestInstallMatchesPgQueuer(t *testing.T) {
 	t.Parallel()
-	for _, kind := range backendKinds {
-		for _, v := range variants {
-			t.Run(kind+"/"+v.name, func(t *testing.T) {
-				t.Parallel()
-				schema := pgtest.Schema(t)
-				b := openBackend(t, kind, v, schema)
-				ctx := pgtest.Context(t)
-				if res, err := b.Install(ctx); err != nil || !res.Created || len(res.Changes) > 0 {
-					t.Fatalf("Install = %+v, %v; want created", res, err)
-				}
-				wantSchema(t, v, schema, "fresh install")
-				wantTrigger(t, v, schema)
-			})
+	forEach(t, variants, func(t *testing.T, kind string, v variant, schema string) {
+		b := openBackend(t, kind, v, schema)
+		if res, err := b.Install(pgtest.Context(t)); err != nil || !res.Created || len(res.Changes) > 0 {
+			t.Fatalf("Install = %+v, %v; want created", res, err)
 		}
-	}
+		wantSchema(t, v, schema, "fresh install")
+		wantTrigger(t, v, schema)
+	})
 }
 
 // TestInstallOverPgQueuerChangesNothing: where PgQueuer installed (its
@@ -39,27 +32,21 @@ func TestInstallMatchesPgQueuer(t *testing.T) {
 // not an index, not the function. So does a second Install.
 func TestInstallOverPgQueuerChangesNothing(t *testing.T) {
 	t.Parallel()
-	for _, kind := range backendKinds {
-		for _, v := range variants {
-			t.Run(kind+"/"+v.name, func(t *testing.T) {
-				t.Parallel()
-				schema := pgtest.Schema(t)
-				loadReference(t, v, schema)
-				before := installed(t, schema)
-				b := openBackend(t, kind, v, schema)
-				ctx := pgtest.Context(t)
-				for range 2 {
-					if res, err := b.Install(ctx); err != nil || res.Created || len(res.Changes) > 0 {
-						t.Fatalf("Install over PgQueuer's install = %+v, %v; want nothing done", res, err)
-					}
-				}
-				if after := installed(t, schema); after != before {
-					t.Errorf("Install changed PgQueuer's install; - before, + after:\n%s", diffLines(before, after))
-				}
-				if ok, err := b.Installed(ctx); !ok || err != nil {
-					t.Errorf("Installed = %v, %v", ok, err)
-				}
-			})
+	forEach(t, variants, func(t *testing.T, kind string, v variant, schema string) {
+		loadReference(t, v, schema)
+		before := installed(t, schema)
+		b := openBackend(t, kind, v, schema)
+		ctx := pgtest.Context(t)
+		for range 2 {
+			if res, err := b.Install(ctx); err != nil || res.Created || len(res.Changes) > 0 {
+				t.Fatalf("Install over PgQueuer's install = %+v, %v; want nothing done", res, err)
+			}
 		}
-	}
+		if after := installed(t, schema); after != before {
+			t.Errorf("Install changed PgQueuer's install; - before, + after:\n%s", diffLines(before, after))
+		}
+		if ok, err := b.Installed(ctx); !ok || err != nil {
+			t.Errorf("Installed = %v, %v", ok, err)
+		}
+	})
 }

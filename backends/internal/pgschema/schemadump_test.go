@@ -56,6 +56,23 @@ type backend interface {
 
 var backendKinds = []string{"pgx", "pq"}
 
+// forEach runs fn as a parallel subtest, in a fresh schema, for each
+// backend and each of vs.
+func forEach(t *testing.T, vs []variant, fn func(t *testing.T, kind string, v variant, schema string)) {
+	for _, kind := range backendKinds {
+		for _, v := range vs {
+			name := kind
+			if len(vs) > 1 {
+				name += "/" + v.name
+			}
+			t.Run(name, func(t *testing.T) {
+				t.Parallel()
+				fn(t, kind, v, pgtest.Schema(t))
+			})
+		}
+	}
+}
+
 // openBackend returns a backend of kind on its own small pool, for v's
 // names in schema (on the connections' search_path when v is not
 // qualified).
@@ -289,26 +306,22 @@ func runProbe(t *testing.T, queue, channel string) string {
 	for _, s := range setup {
 		exec(s)
 	}
+	notify := func(ctx context.Context, payload string) error {
+		_, err := conn.Exec(ctx, "SELECT pg_notify($1::text, $2::text)", channel, payload)
+		return err
+	}
 	var b strings.Builder
-	for i, step := range steps {
+	for _, step := range steps {
 		b.WriteString(step.name + "\n")
-		for _, s := range step.stmts {
-			exec(s)
-		}
-		sentinel := fmt.Sprintf("jobwatch probe sentinel %d", i)
-		exec("SELECT pg_notify($1::text, $2::text)", channel, sentinel)
-		for {
-			n, err := conn.WaitForNotification(ctx)
-			if err != nil {
-				t.Fatalf("probe step %q: waiting for its notifications: %v", step.name, err)
+		ns := pgtest.NotificationsOf(t, conn, notify, func() {
+			for _, s := range step.stmts {
+				exec(s)
 			}
-			if n.PID != pid {
-				continue
+		})
+		for _, n := range ns {
+			if n.PID == pid {
+				fmt.Fprintf(&b, "notify %s %s\n", n.Channel, sentAt.ReplaceAllString(n.Payload, `"sent_at" : "<time>"`))
 			}
-			if n.Payload == sentinel {
-				break
-			}
-			fmt.Fprintf(&b, "notify %s %s\n", n.Channel, sentAt.ReplaceAllString(n.Payload, `"sent_at" : "<time>"`))
 		}
 	}
 	return b.String()
