@@ -196,10 +196,15 @@ func readTestdata(t *testing.T, name string) string {
 	return string(b)
 }
 
-// reference is PgQueuer's install of v, clean and with its body masked.
+// reference is PgQueuer's install of v, clean and with its body masked, as
+// this server and this pg_dump render it: the reference dump is restored
+// into a schema of its own and dumped again, so that another pg_dump or
+// server version compares like with like.
 func reference(t *testing.T, v variant) string {
 	t.Helper()
-	return maskBodies(cleanDump(readTestdata(t, "pgqueuer-"+v.name+".sql"), referenceSchema))
+	schema := pgtest.Schema(t)
+	loadReference(t, v, schema)
+	return maskBodies(installed(t, schema))
 }
 
 // installed is the clean dump of schema.

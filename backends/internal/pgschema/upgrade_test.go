@@ -240,8 +240,8 @@ func TestInstallUpgradeAfterPgQueuerUpgrade(t *testing.T) {
 		if len(extra) != 1 {
 			t.Fatalf("PgQueuer's extra index is gone or changed: %q", extra)
 		}
-		if rest := strings.Replace(got, extra[0]+"\n", "", 1); rest != reference(t, v) {
-			t.Errorf("the schema differs from PgQueuer's; - PgQueuer's, + ours:\n%s", diffLines(reference(t, v), rest))
+		if rest, want := strings.Replace(got, extra[0]+"\n", "", 1), reference(t, v); rest != want {
+			t.Errorf("the schema differs from PgQueuer's; - PgQueuer's, + ours:\n%s", diffLines(want, rest))
 		}
 	})
 }
