@@ -33,6 +33,7 @@ func cases() []testCase {
 		{"16_illegal_transitions_refused", "an illegal transition is refused with statemachine.ErrIllegalTransition and changes nothing, not even the legal part of its transaction", capNone, caseIllegal},
 		{"17_out_of_order_commits", "a change whose transaction began first but commits after later ones is still seen by notification, and a rolled-back one changes nothing", capOpen, caseOutOfOrder},
 		{"18_driver_change_feed", "ChangeFeed.Changes starts at the present, then returns every job changed after its cursor with its current state, and honours ctx", capFeed, caseChangeFeed},
+		{"19_silent_hold_seen_by_poll", "a hold committed without a notification ends a WithSettleOnHold wait at the next poll, within one refresh interval", capSilent, caseSilentHold},
 	}
 }
 

@@ -72,6 +72,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 	_, has[capBreaker] = probe.(ListenerBreaker)
 	_, has[capRaw] = probe.(RawNotifier)
 	_, has[capOpen] = probe.(OpenApplier)
+	_, has[capSilent] = probe.(SilentHolder)
 	_, has[capFeed] = probe.Driver().(jobwatch.ChangeFeed)
 
 	var notRun []string

@@ -126,3 +126,11 @@ func (h *fakeHarness) ApplyOpen(ctx context.Context, ev statemachine.Event, ids 
 var errRollback = errors.New("rolled back on purpose")
 
 var _ conformance.OpenApplier = (*fakeHarness)(nil)
+
+// HoldSilently holds ids in a commit whose notification the fake drops.
+func (h *fakeHarness) HoldSilently(ctx context.Context, ids ...jobwatch.JobID) error {
+	h.b.DropNotifications(1)
+	return h.b.Apply(ctx, statemachine.Hold, ids...)
+}
+
+var _ conformance.SilentHolder = (*fakeHarness)(nil)

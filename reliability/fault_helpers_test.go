@@ -30,7 +30,7 @@ import (
 // type, an alias of the shared one).
 type fltLifecycle interface {
 	jobwatch.Driver
-	Install(ctx context.Context) (bool, error)
+	Install(ctx context.Context) (jwpgx.InstallResult, error)
 	Enqueue(ctx context.Context, jobs ...jwpgx.NewJob) ([]jobwatch.JobID, error)
 	Apply(ctx context.Context, ev statemachine.Event, ids ...jobwatch.JobID) error
 	ListenerPIDs() []uint32
@@ -255,22 +255,23 @@ func fltSettle(ctx context.Context, q fltLifecycle, ids []jobwatch.JobID) error 
 	return nil
 }
 
-// fltSettleTxs is how many transactions fltSettle(ids) commits, each
-// sending one notification.
+// fltSettleTxs is how many notifications fltSettle(ids) sends: one for
+// each transaction that deletes (cancel, complete, error). Its claim is an
+// UPDATE, which the trigger, like PgQueuer's, does not announce.
 func fltSettleTxs(ids []jobwatch.JobID) int {
-	var cancel, claim, complete, fail bool
+	var cancel, complete, fail bool
 	for _, id := range ids {
 		switch fltWantState(id) {
 		case statemachine.Canceled:
 			cancel = true
 		case statemachine.Successful:
-			claim, complete = true, true
+			complete = true
 		case statemachine.Exception:
-			claim, fail = true, true
+			fail = true
 		}
 	}
 	n := 0
-	for _, b := range []bool{cancel, claim, complete, fail} {
+	for _, b := range []bool{cancel, complete, fail} {
 		if b {
 			n++
 		}

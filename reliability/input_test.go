@@ -668,8 +668,8 @@ func stressAcceptedName(t *testing.T, f *inputFixture, prefix, schema string) {
 	if ch := b.Channel(); ch != prefix+"ch_pgqueuer" {
 		t.Errorf("channel %q, want %q", ch, prefix+"ch_pgqueuer")
 	}
-	if created, err := b.Install(ctx); err != nil || !created {
-		t.Fatalf("Install = %v, %v", created, err)
+	if res, err := b.Install(ctx); err != nil || !res.Created {
+		t.Fatalf("Install = %+v, %v", res, err)
 	}
 	if schema == e.schema {
 		t.Cleanup(func() {

@@ -43,7 +43,7 @@ var stressKinds = []string{"pgx", "pq"}
 // ClaimRequest are aliases of the same shared types in both packages).
 type stressBackend interface {
 	jobwatch.Driver
-	Install(ctx context.Context) (bool, error)
+	Install(ctx context.Context) (jwpgx.InstallResult, error)
 	Installed(ctx context.Context) (bool, error)
 	Uninstall(ctx context.Context) error
 	Enqueue(ctx context.Context, jobs ...jwpgx.NewJob) ([]jobwatch.JobID, error)
@@ -250,8 +250,8 @@ func newStressEnv(t *testing.T, kind string, o stressEnvOpts) *stressEnv {
 		t.Fatalf("%s.New: %v", kind, err)
 	}
 	e.b = b
-	if created, err := b.Install(e.ctx); err != nil || !created {
-		t.Fatalf("%s: Install = %v, %v; want true, nil", kind, created, err)
+	if res, err := b.Install(e.ctx); err != nil || !res.Created {
+		t.Fatalf("%s: Install = %+v, %v; want created, nil", kind, res, err)
 	}
 	return e
 }

@@ -136,13 +136,31 @@ func (b *Backend) QueueTable() string { return b.names.QueueTable() }
 // LogTable returns the quoted, qualified log table name.
 func (b *Backend) LogTable() string { return b.names.LogTable() }
 
-// Install creates the queue's objects (design.md section 5: PgQueuer's
-// enum, tables, indexes, trigger function and trigger, in the schema, which
-// it creates when missing) in one transaction under an advisory lock, so
-// concurrent installers do not race. It reports created=false, and changes
-// nothing, when every object already exists; a partial installation is left
-// untouched with an error matching ErrPartialInstall.
-func (b *Backend) Install(ctx context.Context) (created bool, err error) { return b.core.Install(ctx) }
+// InstallResult is what Install did: Created (it created every object) and
+// Changes (what it changed in an earlier installation, in order; empty when
+// nothing changed).
+type InstallResult = pgschema.InstallResult
+
+// Install creates the objects PgQueuer's installer creates, under the same
+// names (prefixed and schema-qualified as configured): the status enum, the
+// queue, log, statistics and schedules tables with every index of
+// PgQueuer's, the trigger function and the statement-level trigger, which
+// notifies on insert, delete and truncate but not on update, as PgQueuer's
+// does. It creates the schema when it is missing. Everything runs in one
+// transaction under an advisory lock, so concurrent installers do not race:
+// one creates, the others find the work done. It blocks until then, and
+// fails (changing nothing) when ctx ends first.
+//
+// Over a complete installation it changes no data. A PgQueuer installation
+// is left as it is (Changes empty). An installation made by an earlier
+// jobwatch is brought to the same schema: its two differently named
+// indexes are renamed, the missing indexes are created and the trigger
+// function that notified on every update is replaced; Changes lists each
+// step. Creating an index blocks writes to its table until the transaction
+// commits, and any failure (a deadlock with a concurrent writer, say) rolls
+// every step back, so Install can simply be run again. A partial
+// installation is left untouched with an error matching ErrPartialInstall.
+func (b *Backend) Install(ctx context.Context) (InstallResult, error) { return b.core.Install(ctx) }
 
 // Uninstall drops every object of the queue that exists (the status enum
 // with CASCADE), in one transaction under the installer's advisory lock.

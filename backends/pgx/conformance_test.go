@@ -9,6 +9,7 @@ import (
 	"github.com/jobwatch/jobwatch/backends/internal/pgschema"
 	jwpgx "github.com/jobwatch/jobwatch/backends/pgx"
 	"github.com/jobwatch/jobwatch/conformance"
+	"github.com/jobwatch/jobwatch/internal/pgtest"
 	"github.com/jobwatch/jobwatch/statemachine"
 )
 
@@ -93,3 +94,27 @@ func (h harness) ApplyOpen(ctx context.Context, ev statemachine.Event, ids ...jo
 }
 
 var _ conformance.OpenApplier = harness{}
+
+// HoldSilently holds ids with a plain UPDATE (pgtest.SilentHoldSQL), which
+// the trigger, like PgQueuer's, does not announce.
+func (h harness) HoldSilently(ctx context.Context, ids ...jobwatch.JobID) error {
+	raw := make([]int64, len(ids))
+	for i, id := range ids {
+		raw[i] = int64(id)
+	}
+	tx, err := h.e.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback(context.Background()) }()
+	tag, err := tx.Exec(ctx, pgtest.SilentHoldSQL(h.e.b.QueueTable(), h.e.b.LogTable()), raw)
+	if err != nil {
+		return err
+	}
+	if n := tag.RowsAffected(); n != int64(len(ids)) {
+		return fmt.Errorf("held %d of %d jobs", n, len(ids))
+	}
+	return tx.Commit(ctx)
+}
+
+var _ conformance.SilentHolder = harness{}

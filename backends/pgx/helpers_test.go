@@ -53,8 +53,8 @@ func newEnvDSN(t *testing.T, dsn string, opts ...jwpgx.Option) *env {
 		t.Fatal(err)
 	}
 	e := &env{t: t, ctx: pgtest.Context(t), pool: pool, b: b, schema: schema}
-	if created, err := b.Install(e.ctx); err != nil || !created {
-		t.Fatalf("Install = %v, %v; want true, nil", created, err)
+	if res, err := b.Install(e.ctx); err != nil || !res.Created {
+		t.Fatalf("Install = %+v, %v; want created, nil", res, err)
 	}
 	return e
 }

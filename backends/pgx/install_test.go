@@ -56,9 +56,9 @@ func TestInstallUninstall(t *testing.T) {
 	logs := e.count("SELECT count(*) FROM " + e.b.LogTable())
 
 	// Installing again changes and destroys nothing.
-	created, err := e.b.Install(e.ctx)
-	if err != nil || created {
-		t.Fatalf("second Install = %v, %v; want false, nil", created, err)
+	res, err := e.b.Install(e.ctx)
+	if err != nil || res.Created || len(res.Changes) > 0 {
+		t.Fatalf("second Install = %+v, %v; want nothing done, nil", res, err)
 	}
 	if after := e.snapshot(ids[0]) + e.snapshot(ids[1]); after != before {
 		t.Errorf("second Install changed rows:\n%s\n%s", before, after)
@@ -85,8 +85,8 @@ func TestInstallUninstall(t *testing.T) {
 	if err := e.b.Uninstall(e.ctx); err != nil {
 		t.Errorf("second Uninstall: %v", err)
 	}
-	if created, err := e.b.Install(e.ctx); err != nil || !created {
-		t.Fatalf("reinstall = %v, %v", created, err)
+	if res, err := e.b.Install(e.ctx); err != nil || !res.Created {
+		t.Fatalf("reinstall = %+v, %v", res, err)
 	}
 }
 
@@ -106,10 +106,10 @@ func TestInstallConcurrent(t *testing.T) {
 		wg.Go(func() {
 			b, err := jwpgx.New(pool, jwpgx.WithSchema(schema), jwpgx.WithPrefix(schema+"_"))
 			if err == nil {
-				var c bool
-				c, err = b.Install(ctx)
+				var res jwpgx.InstallResult
+				res, err = b.Install(ctx)
 				mu.Lock()
-				if c {
+				if res.Created {
 					created++
 				}
 				mu.Unlock()
@@ -139,8 +139,8 @@ func TestInstallCreatesMissingSchema(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if created, err := b.Install(ctx); err != nil || !created {
-		t.Fatalf("Install = %v, %v", created, err)
+	if res, err := b.Install(ctx); err != nil || !res.Created {
+		t.Fatalf("Install = %+v, %v", res, err)
 	}
 	if ok, err := b.Installed(ctx); !ok || err != nil {
 		t.Fatalf("Installed = %v, %v", ok, err)
@@ -154,9 +154,9 @@ func TestInstallRefusesPartial(t *testing.T) {
 		t.Fatal(err)
 	}
 	queue := e.count("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1", e.schema)
-	created, err := e.b.Install(e.ctx)
-	if created || !errors.Is(err, jwpgx.ErrPartialInstall) || !strings.Contains(err.Error(), "schedules") {
-		t.Fatalf("Install over a partial installation = %v, %v", created, err)
+	res, err := e.b.Install(e.ctx)
+	if res.Created || len(res.Changes) > 0 || !errors.Is(err, jwpgx.ErrPartialInstall) || !strings.Contains(err.Error(), "schedules") {
+		t.Fatalf("Install over a partial installation = %+v, %v", res, err)
 	}
 	if n := e.count("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1", e.schema); n != queue {
 		t.Errorf("relations %d -> %d", queue, n)
@@ -166,7 +166,9 @@ func TestInstallRefusesPartial(t *testing.T) {
 	}
 }
 
-// TestInstalledLayout checks the columns of design.md section 5.
+// TestInstalledLayout checks the columns and a few indexes by name (the
+// whole schema is compared with PgQueuer's own install in
+// backends/internal/pgschema's TestInstallMatchesPgQueuer).
 func TestInstalledLayout(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -241,8 +243,8 @@ func TestInstalledLayout(t *testing.T) {
 	idx = strings.ReplaceAll(strings.ReplaceAll(idx, e.schema+".", ""), e.schema+"_", "")
 	for _, want := range []string{
 		"CREATE UNIQUE INDEX pgqueuer_unique_dedupe_key ON pgqueuer USING btree (dedupe_key) WHERE ((status = ANY (ARRAY['queued'::pgqueuer_status, 'picked'::pgqueuer_status])) AND (dedupe_key IS NOT NULL))",
-		"CREATE INDEX pgqueuer_dequeue_priority_idx ON pgqueuer USING btree (entrypoint, priority DESC, id) WHERE (status = 'queued'::pgqueuer_status)",
-		"CREATE INDEX pgqueuer_dequeue_after_idx ON pgqueuer USING btree (entrypoint, execute_after) WHERE (status = 'queued'::pgqueuer_status)",
+		"CREATE INDEX pgqueuer_ep_prio_id_idx ON pgqueuer USING btree (entrypoint, priority DESC, id) WHERE (status = 'queued'::pgqueuer_status)",
+		"CREATE INDEX pgqueuer_ep_ea_idx ON pgqueuer USING btree (entrypoint, execute_after) WHERE (status = 'queued'::pgqueuer_status)",
 		"CREATE INDEX pgqueuer_log_job_id_status ON pgqueuer_log USING btree (job_id, created DESC)",
 		"CREATE INDEX pgqueuer_log_created ON pgqueuer_log USING btree (created)",
 		"CREATE UNIQUE INDEX pgqueuer_statistics_unique_count ON pgqueuer_statistics USING btree (priority, date_trunc('sec'::text, (created AT TIME ZONE 'UTC'::text)), status, entrypoint)",

@@ -37,18 +37,24 @@ func TestListenDeliversAfterCommit(t *testing.T) {
 	if err != nil || n.Resync || len(n.IDs) != 0 {
 		t.Fatalf("after commit: Next = %+v, %v", n, err)
 	}
-	// Each lifecycle write is a hint too.
+	// Each lifecycle write a waiter needs is a hint too: an enqueue (an
+	// INSERT), a hold (its explicit notification) and a terminal transition
+	// (a DELETE). A claim is an UPDATE, silent as with PgQueuer's trigger
+	// (TestTriggerPayload checks that).
 	id := e.enqueue(1)[0]
-	for _, ev := range []statemachine.Event{statemachine.Claim, statemachine.Complete} {
-		if _, err := pgtest.NextWithin(sub, 10*time.Second); err != nil {
-			t.Fatalf("Next before %s: %v", ev, err)
-		}
+	if _, err := pgtest.NextWithin(sub, 10*time.Second); err != nil {
+		t.Fatalf("Next after enqueue: %v", err)
+	}
+	if err := e.b.Apply(e.ctx, statemachine.Claim, id); err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range []statemachine.Event{statemachine.Hold, statemachine.Delete} {
 		if err := e.b.Apply(e.ctx, ev, id); err != nil {
 			t.Fatal(err)
 		}
-	}
-	if _, err := pgtest.NextWithin(sub, 10*time.Second); err != nil {
-		t.Fatalf("Next after complete: %v", err)
+		if _, err := pgtest.NextWithin(sub, 10*time.Second); err != nil {
+			t.Fatalf("Next after %s: %v", ev, err)
+		}
 	}
 	if n := sub.Ignored(); n != 0 {
 		t.Errorf("Ignored = %d", n)
@@ -94,7 +100,13 @@ func TestListenIgnoresForeignAndGarbage(t *testing.T) {
 	}
 }
 
-// TestTriggerPayload reads the trigger's NOTIFY with a plain connection.
+// TestTriggerPayload reads, with a plain connection, what each lifecycle
+// write sends on the channel: the trigger's table_changed_event for an
+// insert, a delete and a truncate, nothing for the UPDATEs of a claim, a
+// retry or a requeue (PgQueuer's trigger is silent on UPDATE), and for a
+// hold the explicit notification of the same shape. Each step ends with a
+// sentinel notification: notifications arrive in commit order, so what
+// comes before the sentinel is the step's.
 func TestTriggerPayload(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -102,37 +114,46 @@ func TestTriggerPayload(t *testing.T) {
 	if _, err := conn.Exec(e.ctx, `LISTEN "`+e.b.Channel()+`"`); err != nil {
 		t.Fatal(err)
 	}
-	id := e.enqueue(1)[0]
-	check := func(op string) {
+	var id jobwatch.JobID
+	check := func(what string, write func() error, want ...string) {
 		t.Helper()
-		ctx, cancel := context.WithTimeout(e.ctx, 10*time.Second)
-		defer cancel()
-		n, err := conn.WaitForNotification(ctx)
-		if err != nil {
-			t.Fatalf("%s: %v", op, err)
+		ns := pgtest.NotificationsOf(t, conn, e.b.NotifyRaw, func() {
+			if err := write(); err != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+		})
+		var got []string
+		for _, n := range ns {
+			var p map[string]any
+			if err := json.Unmarshal([]byte(n.Payload), &p); err != nil {
+				t.Fatalf("%s: payload %q: %v", what, n.Payload, err)
+			}
+			if n.Channel != e.b.Channel() || p["channel"] != e.b.Channel() || p["table"] != e.schema+"_pgqueuer" ||
+				p["type"] != "table_changed_event" || p["sent_at"] == nil || len(p) != 5 {
+				t.Errorf("%s: notification on %q: %s", what, n.Channel, n.Payload)
+			}
+			op, _ := p["operation"].(string)
+			got = append(got, op)
 		}
-		var p map[string]any
-		if err := json.Unmarshal([]byte(n.Payload), &p); err != nil {
-			t.Fatalf("%s: payload %q: %v", op, n.Payload, err)
-		}
-		if n.Channel != e.b.Channel() || p["channel"] != e.b.Channel() || p["operation"] != op ||
-			p["table"] != e.schema+"_pgqueuer" || p["type"] != "table_changed_event" || p["sent_at"] == nil || len(p) != 5 {
-			t.Errorf("%s: notification on %q: %s", op, n.Channel, n.Payload)
+		if !slices.Equal(got, want) {
+			t.Errorf("%s sent operations %q, want %q", what, got, want)
 		}
 	}
-	check("insert")
-	if err := e.b.Apply(e.ctx, statemachine.Claim, id); err != nil {
-		t.Fatal(err)
+	apply := func(ev statemachine.Event) func() error {
+		return func() error { return e.b.Apply(e.ctx, ev, id) }
 	}
-	check("update")
-	if err := e.b.Complete(e.ctx, id); err != nil {
-		t.Fatal(err)
-	}
-	check("delete")
-	if _, err := e.pool.Exec(e.ctx, "TRUNCATE "+e.b.QueueTable()); err != nil {
-		t.Fatal(err)
-	}
-	check("truncate")
+	check("enqueue", func() error { id = e.enqueue(1)[0]; return nil }, "insert")
+	check("claim", apply(statemachine.Claim))
+	check("retry", apply(statemachine.Retry))
+	check("claim again", apply(statemachine.Claim))
+	check("hold", apply(statemachine.Hold), "update")
+	check("requeue", apply(statemachine.Requeue))
+	check("claim a third time", apply(statemachine.Claim))
+	check("complete", apply(statemachine.Complete), "delete")
+	check("truncate", func() error {
+		_, err := e.pool.Exec(e.ctx, "TRUNCATE "+e.b.QueueTable())
+		return err
+	}, "truncate")
 }
 
 func TestNextContextKeepsSubscription(t *testing.T) {

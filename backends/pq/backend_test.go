@@ -177,8 +177,8 @@ func TestInstallUninstall(t *testing.T) {
 	if ok, err := b.Installed(ctx); ok || err != nil {
 		t.Fatalf("Installed before Install = %v, %v", ok, err)
 	}
-	if created, err := b.Install(ctx); !created || err != nil {
-		t.Fatalf("Install = %v, %v", created, err)
+	if res, err := b.Install(ctx); !res.Created || err != nil {
+		t.Fatalf("Install = %+v, %v", res, err)
 	}
 	if ok, err := b.Installed(ctx); !ok || err != nil {
 		t.Fatalf("Installed after Install = %v, %v", ok, err)
@@ -207,8 +207,8 @@ func TestInstallUninstall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if created, err := b2.Install(ctx); !created || err != nil {
-		t.Fatalf("Install into a missing schema = %v, %v", created, err)
+	if res, err := b2.Install(ctx); !res.Created || err != nil {
+		t.Fatalf("Install into a missing schema = %+v, %v", res, err)
 	}
 	// A partial installation is refused and left alone.
 	if _, err := db.ExecContext(ctx, `DROP TRIGGER "tg_pgqueuer_changed" ON "`+missing+`"."pgqueuer"`); err != nil {
@@ -217,8 +217,8 @@ func TestInstallUninstall(t *testing.T) {
 	if ok, err := b2.Installed(ctx); ok || !errors.Is(err, jwpq.ErrPartialInstall) {
 		t.Errorf("Installed on a partial installation = %v, %v", ok, err)
 	}
-	if created, err := b2.Install(ctx); created || !errors.Is(err, jwpq.ErrPartialInstall) {
-		t.Errorf("Install on a partial installation = %v, %v", created, err)
+	if res, err := b2.Install(ctx); res.Created || len(res.Changes) > 0 || !errors.Is(err, jwpq.ErrPartialInstall) {
+		t.Errorf("Install on a partial installation = %+v, %v", res, err)
 	}
 }
 
@@ -250,9 +250,9 @@ func TestInstallTwiceChangesNothing(t *testing.T) {
 	for _, id := range ids {
 		snaps[id] = e.snapshot(id)
 	}
-	created, err := e.b.Install(e.ctx)
-	if created || err != nil {
-		t.Fatalf("second Install = %v, %v; want false, nil", created, err)
+	res, err := e.b.Install(e.ctx)
+	if res.Created || len(res.Changes) > 0 || err != nil {
+		t.Fatalf("second Install = %+v, %v; want nothing done, nil", res, err)
 	}
 	if after := catalog(t, e); after != before {
 		t.Errorf("second Install changed the catalog:\nbefore %s\nafter  %s", before, after)
@@ -335,8 +335,8 @@ func TestInstallConcurrent(t *testing.T) {
 				results <- err
 				return
 			}
-			c, err := b.Install(ctx)
-			created <- c
+			res, err := b.Install(ctx)
+			created <- res.Created
 			results <- err
 		}()
 	}

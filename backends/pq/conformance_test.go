@@ -11,6 +11,7 @@ import (
 	"github.com/jobwatch/jobwatch/backends/internal/pgschema"
 	jwpq "github.com/jobwatch/jobwatch/backends/pq"
 	"github.com/jobwatch/jobwatch/conformance"
+	"github.com/jobwatch/jobwatch/internal/pgtest"
 	"github.com/jobwatch/jobwatch/statemachine"
 )
 
@@ -111,3 +112,27 @@ func (h *harness) ApplyOpen(ctx context.Context, ev statemachine.Event, ids ...j
 }
 
 var _ conformance.OpenApplier = (*harness)(nil)
+
+// HoldSilently holds ids with a plain UPDATE (pgtest.SilentHoldSQL), which
+// the trigger, like PgQueuer's, does not announce.
+func (h *harness) HoldSilently(ctx context.Context, ids ...jobwatch.JobID) error {
+	raw := make([]int64, len(ids))
+	for i, id := range ids {
+		raw[i] = int64(id)
+	}
+	tx, err := h.e.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }()
+	res, err := tx.ExecContext(ctx, pgtest.SilentHoldSQL(h.e.b.QueueTable(), h.e.b.LogTable()), libpq.Array(raw))
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil || n != int64(len(ids)) {
+		return fmt.Errorf("held %d of %d jobs (%v)", n, len(ids), err)
+	}
+	return tx.Commit()
+}
+
+var _ conformance.SilentHolder = (*harness)(nil)

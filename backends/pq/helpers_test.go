@@ -61,8 +61,8 @@ func newEnvDSN(t *testing.T, listenDSN string, opts ...jwpq.Option) *env {
 		t.Fatal(err)
 	}
 	e := &env{t: t, ctx: pgtest.Context(t), db: db, b: b, schema: schema, prefix: prefix}
-	if created, err := b.Install(e.ctx); err != nil || !created {
-		t.Fatalf("Install = %v, %v; want true, nil", created, err)
+	if res, err := b.Install(e.ctx); err != nil || !res.Created {
+		t.Fatalf("Install = %+v, %v; want created, nil", res, err)
 	}
 	return e
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/jobwatch/jobwatch"
 	"github.com/jobwatch/jobwatch/backends/internal/pgschema"
 	jwpq "github.com/jobwatch/jobwatch/backends/pq"
+	"github.com/jobwatch/jobwatch/internal/pgtest"
 	"github.com/jobwatch/jobwatch/statemachine"
 )
 
@@ -21,7 +23,8 @@ import (
 // qb.py: build_enqueue_query, build_dequeue_query without the retry and
 // concurrency-limit branches, build_log_job_query, build_retry_job_query,
 // build_requeue_jobs_query, build_delete_from_queue_query,
-// build_notify_query), with PgQueuer's {settings.*} names filled in from
+// build_update_heartbeat_query, build_notify_query, as of PgQueuer
+// 12b99d9), with PgQueuer's {settings.*} names filled in from
 // this installation (prefixed, schema-qualified, as PGQUEUER_PREFIX and a
 // search_path would make them). They are deliberately NOT the shared SQL
 // of backends/internal/pgschema: this is the other program writing.
@@ -128,7 +131,10 @@ func (p *pgqueuer) dequeue(limit int, entrypoints ...string) []jobwatch.JobID {
 }
 
 // logJobs is QueueRepository.log_jobs: terminal statuses delete the queue
-// row, 'failed' holds it; each gets a log row (with its traceback).
+// row, 'failed' holds it; each gets a log row (with its traceback). The
+// statement always has its DELETE, even when it only holds: the trigger
+// fires for it (a statement-level trigger fires for zero rows), so a
+// PgQueuer hold sends a "delete" table_changed_event.
 func (p *pgqueuer) logJobs(ids []jobwatch.JobID, statuses []string, tracebacks []sql.NullString) {
 	p.e.t.Helper()
 	raw := make([]int64, len(ids))
@@ -140,7 +146,7 @@ func (p *pgqueuer) logJobs(ids []jobwatch.JobID, statuses []string, tracebacks [
 	}
 	_, err := p.e.db.ExecContext(p.e.ctx, p.sql(`WITH job_status AS (
             SELECT
-                UNNEST($1::integer[])                           AS id,
+                UNNEST($1::bigint[])                            AS id,
                 UNNEST($2::{queue_status_type}[]) AS status,
                 UNNEST($3::JSONB[])                             AS traceback
         ), deleted AS (
@@ -207,7 +213,7 @@ func (p *pgqueuer) retry(id jobwatch.JobID) {
                 attempts = attempts + 1,
                 updated = NOW(),
                 queue_manager_id = NULL
-            WHERE id = $1::integer
+            WHERE id = $1::bigint
             RETURNING id, entrypoint, priority
         )
         INSERT INTO {queue_table_log} (job_id, status, entrypoint, priority, traceback)
@@ -229,7 +235,7 @@ func (p *pgqueuer) requeue(ids ...jobwatch.JobID) {
             UPDATE {queue_table}
             SET status = 'queued', execute_after = NOW(), updated = NOW(),
                 attempts = 0, queue_manager_id = NULL
-            WHERE id = ANY($1::integer[]) AND status = 'failed'
+            WHERE id = ANY($1::bigint[]) AND status = 'failed'
             RETURNING id, entrypoint, priority
         )
         INSERT INTO {queue_table_log} (job_id, status, entrypoint, priority)
@@ -237,6 +243,20 @@ func (p *pgqueuer) requeue(ids ...jobwatch.JobID) {
         `), libpq.Array(raw))
 	if err != nil {
 		p.e.t.Fatalf("PgQueuer requeue: %v", err)
+	}
+}
+
+// heartbeat is QueueRepository.update_heartbeat: a running job's
+// heartbeat, every few seconds per job.
+func (p *pgqueuer) heartbeat(ids ...jobwatch.JobID) {
+	p.e.t.Helper()
+	raw := make([]int64, len(ids))
+	for i, id := range ids {
+		raw[i] = int64(id)
+	}
+	if _, err := p.e.db.ExecContext(p.e.ctx, p.sql(`UPDATE {queue_table} SET heartbeat = NOW() WHERE id = ANY($1::bigint[])`),
+		libpq.Array(raw)); err != nil {
+		p.e.t.Fatalf("PgQueuer heartbeat: %v", err)
 	}
 }
 
@@ -359,7 +379,10 @@ func TestInteropWithPgQueuerSQL(t *testing.T) {
 		[]sql.NullString{{String: `{"exception_type": "ValueError", "traceback": "..."}`, Valid: true}})
 	pgq.cancel(cancelPicked, cancelQueued)
 	pgq.clearQueue("drop")
-	pgq.logJobs([]jobwatch.JobID{flaky}, []string{"failed"}, nil) // held
+	// Held: log_jobs's empty DELETE announces it (see logJobs), so the
+	// settling watcher hears it without a poll; TestInteropSilentHold
+	// covers a hold that sends nothing.
+	pgq.logJobs([]jobwatch.JobID{flaky}, []string{"failed"}, nil)
 	if err := e.b.Complete(e.ctx, ours); err != nil {
 		t.Fatal(err)
 	}
@@ -412,5 +435,113 @@ func TestInteropWithPgQueuerSQL(t *testing.T) {
 	if err := e.db.QueryRowxContext(e.ctx, `SELECT traceback->>'exception_type' FROM `+e.b.LogTable()+
 		` WHERE job_id = $1 AND status = 'exception'`, int64(boom)).Scan(&tb); err != nil || tb != "ValueError" {
 		t.Errorf("traceback: %q, %v", tb, err)
+	}
+}
+
+// TestInteropPgQueuerNotifications records what each of PgQueuer's
+// statements sends on the channel of this installation, whose trigger
+// behaves as PgQueuer's (pgschema's TestInstallMatchesPgQueuer): an
+// enqueue and every statement that deletes (completions, and holds too,
+// whose log_jobs statement carries an empty DELETE) announce themselves;
+// claims, heartbeats, retries and requeues, plain UPDATEs, send nothing.
+// jobwatch's own Hold sends its "update" explicitly. Each step ends with a
+// sentinel: notifications arrive in commit order.
+func TestInteropPgQueuerNotifications(t *testing.T) {
+	e := newEnv(t)
+	pgq := newPgQueuer(e)
+	conn := pgtest.Connect(t)
+	if _, err := conn.Exec(e.ctx, `LISTEN "`+e.b.Channel()+`"`); err != nil {
+		t.Fatal(err)
+	}
+	sent := func(what string, write func(), want ...string) {
+		t.Helper()
+		var got []string
+		for _, n := range pgtest.NotificationsOf(t, conn, e.b.NotifyRaw, write) {
+			var p struct{ Type, Operation string }
+			if err := json.Unmarshal([]byte(n.Payload), &p); err != nil {
+				t.Fatalf("%s: payload %q: %v", what, n.Payload, err)
+			}
+			got = append(got, strings.TrimSpace(p.Type+" "+p.Operation))
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("%s sent %q, want %q", what, got, want)
+		}
+	}
+	const changed = "table_changed_event "
+	var ids []jobwatch.JobID
+	sent("PgQueuer's enqueue", func() { ids = pgq.enqueue([]string{"a", "a", "a", "a"}, make([][]byte, 4), make([]sql.NullString, 4)) },
+		changed+"insert")
+	a, b, c := ids[0], ids[1], ids[2]
+	sent("PgQueuer's dequeue", func() { pgq.dequeue(2, "a") })
+	sent("PgQueuer's heartbeat", func() { pgq.heartbeat(a, b) })
+	sent("PgQueuer's log_jobs holding a job", func() { pgq.logJobs([]jobwatch.JobID{a}, []string{"failed"}, nil) }, changed+"delete")
+	sent("PgQueuer's requeue", func() { pgq.requeue(a) })
+	sent("PgQueuer's dequeue", func() { pgq.dequeue(1, "a") })
+	sent("PgQueuer's retry", func() { pgq.retry(a) })
+	sent("PgQueuer's log_jobs completing a job", func() { pgq.logJobs([]jobwatch.JobID{b}, []string{"successful"}, nil) }, changed+"delete")
+	sent("PgQueuer's mark_job_as_cancelled", func() { pgq.cancel(c) }, changed+"delete", "cancellation_event")
+	sent("PgQueuer's clear_queue", func() { pgq.clearQueue("a") }, changed+"delete")
+	// This backend's own writes: a claim is silent, a hold announces itself.
+	var mine []jobwatch.JobID
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	sent("jobwatch's Enqueue", func() {
+		var err error
+		mine, err = e.b.Enqueue(e.ctx, jwpq.NewJob{Entrypoint: "b"})
+		must(err)
+	}, changed+"insert")
+	sent("jobwatch's Claim", func() { must(e.b.Apply(e.ctx, statemachine.Claim, mine...)) })
+	sent("jobwatch's Hold", func() { must(e.b.Hold(e.ctx, mine...)) }, changed+"update")
+}
+
+// TestInteropSilentHold: a held job is final for a watcher that settles on
+// hold even when the hold sends no notification (a worker holding with a
+// plain UPDATE, which PgQueuer's trigger does not announce): the watcher's
+// next poll sees it, so it waits at most one refresh interval (plus its
+// jitter and debounce) for it.
+func TestInteropSilentHold(t *testing.T) {
+	e := newEnv(t)
+	pgq := newPgQueuer(e)
+	const refresh = 300 * time.Millisecond
+	w, err := jobwatch.New(e.b, jobwatch.WithRefreshInterval(refresh), jobwatch.WithDebounce(5*time.Millisecond),
+		jobwatch.WithSettleOnHold(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	id := pgq.enqueue([]string{"hold-me"}, [][]byte{nil}, []sql.NullString{{}})[0]
+	if got := pgq.dequeue(1, "hold-me"); len(got) != 1 {
+		t.Fatalf("dequeue: %v", got)
+	}
+	done := make(chan interopResult, 1)
+	ctx, cancel := context.WithTimeout(e.ctx, 30*time.Second)
+	defer cancel()
+	go func() {
+		st, err := w.Wait(ctx, id)
+		done <- interopResult{st, err}
+	}()
+	eventually(t, 10*time.Second, "the watcher registered the wait and read it", func() bool {
+		s := w.Stats()
+		return s.Pending == 1 && s.Listening && s.Reads.Total() > 0
+	})
+	before := w.Stats()
+	if _, err := e.db.ExecContext(e.ctx, pgtest.SilentHoldSQL(e.b.QueueTable(), e.b.LogTable()), libpq.Array([]int64{int64(id)})); err != nil {
+		t.Fatal(err)
+	}
+	held := time.Now()
+	r := <-done
+	if r.err != nil || r.st != statemachine.Failed {
+		t.Fatalf("Wait on a silently held job = %s, %v; want failed", r.st, r.err)
+	}
+	if lat, bound := time.Since(held), refresh*11/10+time.Second; lat > bound {
+		t.Errorf("a silent hold was seen after %s; want within the refresh interval (bound %s)", lat, bound)
+	}
+	after := w.Stats()
+	if after.Notifications != before.Notifications || after.Resolved.Poll != before.Resolved.Poll+1 {
+		t.Errorf("want the hold resolved by the poll with no notification: stats before %+v, after %+v", before, after)
 	}
 }

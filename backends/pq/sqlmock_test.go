@@ -310,9 +310,9 @@ func TestMockInstall(t *testing.T) {
 	m.mock.ExpectExec(m.names.LockSQL()).WillReturnResult(driver.RowsAffected(0))
 	m.mock.ExpectQuery(m.names.StateSQL()).WillReturnError(errInjected)
 	m.mock.ExpectRollback()
-	created, err := m.b.Install(m.ctx)
-	if created {
-		t.Error("created despite the failure")
+	res, err := m.b.Install(m.ctx)
+	if res.Created || len(res.Changes) > 0 {
+		t.Errorf("Install = %+v despite the failure", res)
 	}
 	wantErr(t, err, errInjected, "install")
 }

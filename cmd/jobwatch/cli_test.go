@@ -163,6 +163,22 @@ func TestInstallCheckUninstall(t *testing.T) {
 			if r := d.cmd("", "install", "--check"); r.code != 0 {
 				t.Errorf("install --check: %+v", r)
 			}
+			// An installation made by an earlier jobwatch (one index under
+			// its old name, one missing) is upgraded, and install says how.
+			ctx := pgtest.Context(t)
+			if _, err := pgtest.Connect(t).Exec(ctx, `ALTER INDEX "`+d.prefix+`pgqueuer_ep_ea_idx" RENAME TO "`+d.prefix+`pgqueuer_dequeue_after_idx";
+				DROP INDEX "`+d.prefix+`pgqueuer_log_status"`); err != nil {
+				t.Fatal(err)
+			}
+			want := "upgraded to PgQueuer's schema:\n" +
+				"  renamed index " + d.prefix + "pgqueuer_dequeue_after_idx to " + d.prefix + "pgqueuer_ep_ea_idx\n" +
+				"  created index " + d.prefix + "pgqueuer_log_status\n"
+			if r := d.cmd("", "install"); r.code != 0 || r.stdout != want {
+				t.Errorf("install over an earlier installation: %+v; want stdout\n%s", r, want)
+			}
+			if r := d.cmd("", "install"); r.code != 0 || !strings.Contains(r.stdout, "already installed") {
+				t.Errorf("install after the upgrade: %+v", r)
+			}
 			if r := d.cmd("", "uninstall"); r.code != exitUsage || !strings.Contains(r.stderr, "--yes") {
 				t.Errorf("uninstall without --yes: %+v", r)
 			}

@@ -34,13 +34,19 @@ func runInstall(ctx context.Context, args []string, stdout, stderr io.Writer) (i
 		fmt.Fprintln(stdout, "installed")
 		return exitOK, nil
 	}
-	created, err := q.Install(ctx)
+	res, err := q.Install(ctx)
 	if err != nil {
 		return exitDB, conn.redact(&dbError{err})
 	}
-	if created {
+	switch {
+	case res.Created:
 		fmt.Fprintln(stdout, "installed")
-	} else {
+	case len(res.Changes) > 0:
+		fmt.Fprintln(stdout, "upgraded to PgQueuer's schema:")
+		for _, c := range res.Changes {
+			fmt.Fprintln(stdout, "  "+c)
+		}
+	default:
 		fmt.Fprintln(stdout, "already installed; nothing changed")
 	}
 	return exitOK, nil

@@ -40,7 +40,7 @@ func (e *ConnectError) Unwrap() error { return e.Err }
 // backend; backends/pgx and backends/pq both provide it.
 type Queue interface {
 	jobwatch.Driver
-	Install(ctx context.Context) (bool, error)
+	Install(ctx context.Context) (jwpgx.InstallResult, error)
 	Uninstall(ctx context.Context) error
 	Installed(ctx context.Context) (bool, error)
 	Enqueue(ctx context.Context, jobs ...jwpgx.NewJob) ([]jobwatch.JobID, error)

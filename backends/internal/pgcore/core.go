@@ -101,9 +101,10 @@ func (c *Core) writeErr(op string, err error) error {
 }
 
 // Install: see the backends' Install.
-func (c *Core) Install(ctx context.Context) (created bool, err error) {
+func (c *Core) Install(ctx context.Context) (pgschema.InstallResult, error) {
 	n := c.c.Names
-	err = c.c.DB.InTx(ctx, func(q Querier) error {
+	var res pgschema.InstallResult
+	err := c.c.DB.InTx(ctx, func(q Querier) error {
 		if err := q.Exec(ctx, n.LockSQL()); err != nil {
 			return err
 		}
@@ -112,7 +113,9 @@ func (c *Core) Install(ctx context.Context) (created bool, err error) {
 			return err
 		}
 		if st.Complete() {
-			return nil
+			changes, err := c.upgrade(ctx, q)
+			res.Changes = changes
+			return err
 		}
 		if err := st.Check(); err != nil {
 			return err
@@ -125,13 +128,40 @@ func (c *Core) Install(ctx context.Context) (created bool, err error) {
 		if err := q.Exec(ctx, n.InstallSQL()); err != nil {
 			return err
 		}
-		created = true
+		res.Created = true
 		return nil
 	})
 	if err != nil {
-		return false, c.Fail("install", err)
+		return pgschema.InstallResult{}, c.Fail("install", err)
 	}
-	return created, nil
+	return res, nil
+}
+
+// upgrade brings a complete installation to the installer's schema (see
+// pgschema.Names.Upgrade) in the install transaction and returns what it
+// changed.
+func (c *Core) upgrade(ctx context.Context, q Querier) ([]string, error) {
+	n := c.c.Names
+	var found pgschema.Existing
+	err := query(ctx, q, n.ExistingSQL(), nil, func(r Rows) error {
+		var kind, name, detail string
+		if err := r.Scan(&kind, &name, &detail); err != nil {
+			return err
+		}
+		found.Add(kind, name, detail)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var changes []string
+	for _, ch := range n.Upgrade(found) {
+		if err := q.Exec(ctx, ch.SQL); err != nil {
+			return nil, fmt.Errorf("upgrade: %s: %w", ch.What, err)
+		}
+		changes = append(changes, ch.What)
+	}
+	return changes, nil
 }
 
 // Uninstall: see the backends' Uninstall.

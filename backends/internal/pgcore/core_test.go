@@ -318,3 +318,32 @@ func TestSubscriptions(t *testing.T) {
 		t.Errorf("PIDs = %v", got)
 	}
 }
+
+// TestInstallUpgradeFailureRollsBack: over a complete installation, a
+// failing upgrade step fails the install naming the step, rolls the
+// transaction back (every earlier step with it) and reports no change.
+func TestInstallUpgradeFailureRollsBack(t *testing.T) {
+	complete := [][]any{{true, true, true, true, true, true, true, true}}
+	c, db := newFake(t, false, func(sql string, _ []any) ([][]any, error) {
+		switch {
+		case strings.HasPrefix(sql, "SELECT pg_advisory_xact_lock"):
+			return nil, nil
+		case strings.HasPrefix(sql, "SELECT true"): // StateSQL
+			return complete, nil
+		case strings.HasPrefix(sql, "SELECT 'index'"): // ExistingSQL: a legacy index only
+			return [][]any{{"index", "pgqueuer_dequeue_after_idx", "pgqueuer_dequeue_after_idx"}}, nil
+		case strings.HasPrefix(sql, "CREATE INDEX \"pgqueuer_priority_id_id1_idx\""):
+			return nil, errors.New("deadlock detected")
+		}
+		return nil, nil
+	})
+	res, err := c.Install(context.Background())
+	if res.Created || len(res.Changes) > 0 || err == nil ||
+		err.Error() != "jobwatch/test: install: upgrade: created index pgqueuer_priority_id_id1_idx: deadlock detected" {
+		t.Errorf("Install = %+v, %v", res, err)
+	}
+	// lock, state, existing, the rename, then the failing create.
+	if got := strings.Join(db.log, " "); got != "begin tx exec tx query tx query tx exec tx exec rollback" {
+		t.Errorf("ran %q", got)
+	}
+}

@@ -349,7 +349,10 @@ func ParseUUID(s string) ([16]byte, error) {
 //   - a terminal event (complete, error, cancel, delete) deletes them; a
 //     non-terminal one (claim, hold, retry, requeue) updates them;
 //   - it inserts one log row per changed job with the new status (and, for
-//     error, the traceback), and returns its job_id (bigint).
+//     error, the traceback), and returns its job_id (bigint);
+//   - a hold also sends the trigger's table_changed_event itself (the
+//     trigger, like PgQueuer's, is silent on UPDATE), delivered when the
+//     transaction commits.
 //
 // The caller compares the returned ids with ids: any id missing means the
 // transition was illegal for it, so it reads that job with Diagnose,
@@ -401,6 +404,18 @@ func (n Names) Transition(ev statemachine.Event, ids []int64, traceback string) 
 		tb = "NULLIF($2::text, '')::jsonb"
 		args = append(args, traceback)
 	}
+	// The trigger is silent on UPDATE (as PgQueuer's is), but a hold is
+	// final for a watcher that settles on hold: announce it explicitly, in
+	// the same transaction, with the trigger's payload. Joining the CTE
+	// makes it run; an all-or-nothing Apply commits it only when every job
+	// changed.
+	notify, from := "", "changed"
+	if ev == statemachine.Hold {
+		notify = `, notified AS (
+    SELECT pg_notify(` + QuoteLiteral(n.Channel) + `, ` + n.changedEvent("'update'", QuoteLiteral(n.Queue)) + `)
+)`
+		from = "changed CROSS JOIN notified"
+	}
 	sql := `WITH target AS (
     SELECT id FROM ` + n.qQueue() + `
     WHERE id = ANY($1::bigint[]) AND status IN (` + strings.Join(quoted, ", ") + `)
@@ -408,9 +423,9 @@ func (n Names) Transition(ev statemachine.Event, ids []int64, traceback string) 
     FOR UPDATE
 ), changed AS (
     ` + change + `
-)
+)` + notify + `
 INSERT INTO ` + n.qLog() + ` (created, job_id, status, entrypoint, priority, traceback)
-SELECT clock_timestamp(), id, ` + QuoteLiteral(to.String()) + `, entrypoint, priority, ` + tb + ` FROM changed
+SELECT clock_timestamp(), id, ` + QuoteLiteral(to.String()) + `, entrypoint, priority, ` + tb + ` FROM ` + from + `
 RETURNING job_id::bigint`
 	return Stmt{SQL: sql, Args: args}, nil
 }

@@ -1,6 +1,7 @@
 // Package pgschema is the SQL that the PostgreSQL backends (backends/pgx and
-// backends/pq) share: validated, quoted object names, the installer, the
-// status read and the job lifecycle statements of design.md section 5.
+// backends/pq) share: validated, quoted object names, the installer (the
+// objects PgQueuer's installer creates) and its upgrade of earlier jobwatch
+// installations, the status read and the job lifecycle statements.
 //
 // Everything here is text and pure functions; nothing opens a connection.
 // The SQL is written for both jackc/pgx and database/sql with lib/pq:
@@ -48,13 +49,19 @@ type Names struct {
 	// passed as-is to pg_notify, so both name the same channel.
 	Channel string
 
-	// Index names (PgQueuer's where PgQueuer has the same index).
-	IdxDedupe          string // unique (dedupe_key) WHERE status IN (queued, picked)
-	IdxDequeuePriority string // (entrypoint, priority DESC, id ASC) WHERE queued
-	IdxDequeueAfter    string // (entrypoint, execute_after) WHERE queued
-	IdxLogJob          string // log (job_id, created DESC)
-	IdxLogCreated      string // log (created)
-	IdxStatsUnique     string // statistics unique count key
+	// Index names: PgQueuer's, for the indexes its installer creates (see
+	// Indexes for their definitions).
+	IdxPriorityID       string // (priority ASC, id DESC) INCLUDE (id) WHERE queued
+	IdxUpdatedID        string // (updated ASC, id DESC) INCLUDE (id) WHERE picked
+	IdxQueueManager     string // (queue_manager_id) WHERE NOT NULL
+	IdxDequeuePriority  string // (entrypoint, priority DESC, id ASC) WHERE queued
+	IdxDequeueAfter     string // (entrypoint, execute_after) WHERE queued
+	IdxDedupe           string // unique (dedupe_key) WHERE status IN (queued, picked)
+	IdxLogNotAggregated string // log ((1)) WHERE NOT aggregated
+	IdxLogCreated       string // log (created)
+	IdxLogStatus        string // log (status)
+	IdxLogJob           string // log (job_id, created DESC)
+	IdxStatsUnique      string // statistics unique count key
 }
 
 // NewNames validates prefix and schema and builds every name from them. It
@@ -82,11 +89,16 @@ func NewNames(prefix, schema string) (Names, error) {
 		Trigger:    prefix + DefaultTrigger,
 		Channel:    prefix + DefaultChannel,
 	}
+	n.IdxPriorityID = n.Queue + "_priority_id_id1_idx"
+	n.IdxUpdatedID = n.Queue + "_updated_id_id1_idx"
+	n.IdxQueueManager = n.Queue + "_queue_manager_id_idx"
+	n.IdxDequeuePriority = n.Queue + "_ep_prio_id_idx"
+	n.IdxDequeueAfter = n.Queue + "_ep_ea_idx"
 	n.IdxDedupe = n.Queue + "_unique_dedupe_key"
-	n.IdxDequeuePriority = n.Queue + "_dequeue_priority_idx"
-	n.IdxDequeueAfter = n.Queue + "_dequeue_after_idx"
-	n.IdxLogJob = n.Log + "_job_id_status"
+	n.IdxLogNotAggregated = n.Log + "_not_aggregated"
 	n.IdxLogCreated = n.Log + "_created"
+	n.IdxLogStatus = n.Log + "_status"
+	n.IdxLogJob = n.Log + "_job_id_status"
 	n.IdxStatsUnique = n.Statistics + "_unique_count"
 	for _, o := range n.objects() {
 		if err := checkLen(o.kind, o.name); err != nil {
@@ -101,7 +113,7 @@ func NewNames(prefix, schema string) (Names, error) {
 type object struct{ kind, name string }
 
 func (n Names) objects() []object {
-	return []object{
+	out := []object{
 		{"status type name", n.StatusType},
 		{"queue table name", n.Queue},
 		{"log table name", n.Log},
@@ -110,13 +122,11 @@ func (n Names) objects() []object {
 		{"function name", n.Function},
 		{"trigger name", n.Trigger},
 		{"channel", n.Channel},
-		{"index name", n.IdxDedupe},
-		{"index name", n.IdxDequeuePriority},
-		{"index name", n.IdxDequeueAfter},
-		{"index name", n.IdxLogJob},
-		{"index name", n.IdxLogCreated},
-		{"index name", n.IdxStatsUnique},
 	}
+	for _, ix := range n.Indexes() {
+		out = append(out, object{"index name", ix.Name})
+	}
+	return out
 }
 
 // MaxPrefixBytes is the longest prefix NewNames accepts: the longest derived

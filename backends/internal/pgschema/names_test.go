@@ -22,12 +22,19 @@ func TestNamesDefault(t *testing.T) {
 		"Function": "fn_pgqueuer_changed", "Trigger": "tg_pgqueuer_changed", "Channel": "ch_pgqueuer",
 		"IdxDedupe": "pgqueuer_unique_dedupe_key", "IdxLogJob": "pgqueuer_log_job_id_status",
 		"IdxLogCreated": "pgqueuer_log_created", "IdxStatsUnique": "pgqueuer_statistics_unique_count",
+		"IdxPriorityID": "pgqueuer_priority_id_id1_idx", "IdxUpdatedID": "pgqueuer_updated_id_id1_idx",
+		"IdxQueueManager": "pgqueuer_queue_manager_id_idx", "IdxDequeuePriority": "pgqueuer_ep_prio_id_idx",
+		"IdxDequeueAfter": "pgqueuer_ep_ea_idx", "IdxLogNotAggregated": "pgqueuer_log_not_aggregated",
+		"IdxLogStatus": "pgqueuer_log_status",
 	}
 	got := map[string]string{
 		"StatusType": n.StatusType, "Queue": n.Queue, "Log": n.Log, "Statistics": n.Statistics,
 		"Schedules": n.Schedules, "Function": n.Function, "Trigger": n.Trigger, "Channel": n.Channel,
 		"IdxDedupe": n.IdxDedupe, "IdxLogJob": n.IdxLogJob, "IdxLogCreated": n.IdxLogCreated,
-		"IdxStatsUnique": n.IdxStatsUnique,
+		"IdxStatsUnique": n.IdxStatsUnique, "IdxPriorityID": n.IdxPriorityID, "IdxUpdatedID": n.IdxUpdatedID,
+		"IdxQueueManager": n.IdxQueueManager, "IdxDequeuePriority": n.IdxDequeuePriority,
+		"IdxDequeueAfter": n.IdxDequeueAfter, "IdxLogNotAggregated": n.IdxLogNotAggregated,
+		"IdxLogStatus": n.IdxLogStatus,
 	}
 	for k, w := range want {
 		if got[k] != w {
@@ -75,9 +82,9 @@ func TestNamesPrefixAndSchema(t *testing.T) {
 		`CREATE FUNCTION "Jobs-1"."App_fn_pgqueuer_changed"()`,
 		`CREATE TRIGGER "App_tg_pgqueuer_changed"`,
 		`EXECUTE FUNCTION "Jobs-1"."App_fn_pgqueuer_changed"()`,
-		`pg_notify(
-        'App_ch_pgqueuer',`,
-		`'channel', 'App_ch_pgqueuer',`,
+		`PERFORM pg_notify('App_ch_pgqueuer', json_build_object('channel', 'App_ch_pgqueuer',`,
+		`IF TG_OP <> 'UPDATE' THEN`,
+		`CREATE INDEX "App_pgqueuer_ep_prio_id_idx" ON "Jobs-1"."App_pgqueuer" (entrypoint, priority DESC, id ASC) WHERE status = 'queued'`,
 		`'type', 'table_changed_event'`,
 		`FOR EACH STATEMENT`,
 		`CREATE UNIQUE INDEX "App_pgqueuer_unique_dedupe_key" ON "Jobs-1"."App_pgqueuer" (dedupe_key)`,
