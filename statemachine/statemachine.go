@@ -159,8 +159,9 @@ type edge struct {
 	ev   Event
 }
 
-// table is design.md section 3: the seed's transitions plus the ones
-// PgQueuer adds (cancel while queued, retry, requeue, delete while held).
+// table is the job lifecycle (README.md, "The job lifecycle"; package
+// doc): the completion-tracking transitions plus the ones PgQueuer adds
+// (cancel while queued, retry, requeue, delete while held).
 var table = map[edge]State{
 	{None, Enqueue}:    Queued,
 	{Queued, Claim}:    Picked,

@@ -17,8 +17,8 @@ type pair struct {
 	ev   sm.Event
 }
 
-// legalTable is design.md section 3, written out by hand so the test does not
-// trust the package's own map.
+// legalTable is the lifecycle diagram of README.md ("The job lifecycle"),
+// written out by hand so the test does not trust the package's own map.
 var legalTable = map[pair]sm.State{
 	{sm.None, sm.Enqueue}:    sm.Queued,
 	{sm.Queued, sm.Claim}:    sm.Picked,
@@ -75,7 +75,7 @@ var eventNames = map[sm.Event]string{
 func TestLegalTableSize(t *testing.T) {
 	// Guard against a typo silently shrinking the hand-written table.
 	if got := len(legalTable); got != 11 {
-		t.Fatalf("legalTable has %d entries, design.md section 3 lists 11", got)
+		t.Fatalf("legalTable has %d entries, the lifecycle diagram has 11", got)
 	}
 }
 
