@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 )
 
 // barFile is bench/bars.json: the issue's bar, as data. The bench shows
@@ -25,6 +26,28 @@ type bar struct {
 	// Sizes are the W the bar speaks of; a run at other sizes measures
 	// something else, and the report says so.
 	Sizes []int `json:"sizes,omitempty"`
+	// MinSpreadS and MinIdleS are the least completion spread and idle
+	// phase the bar speaks of.
+	MinSpreadS float64 `json:"min_spread_s,omitempty"`
+	MinIdleS   float64 `json:"min_idle_s,omitempty"`
+}
+
+// notTheBars says how r was not measured as b speaks of, or "".
+func (r *report) notTheBars(b bar) string {
+	var why []string
+	if r.Params.Quick {
+		why = append(why, "a quick run")
+	}
+	if missing := r.missingSizes(b.Sizes); missing != "" {
+		why = append(why, "no figure at the bar's W="+missing)
+	}
+	if b.MinSpreadS > 0 && r.Params.SpreadS < b.MinSpreadS {
+		why = append(why, fmt.Sprintf("completions spread over %.0f s, not %.0f s", r.Params.SpreadS, b.MinSpreadS))
+	}
+	if b.MinIdleS > 0 && r.Params.IdleS < b.MinIdleS {
+		why = append(why, fmt.Sprintf("an idle phase of %.0f s, not %.0f s", r.Params.IdleS, b.MinIdleS))
+	}
+	return strings.Join(why, "; ")
 }
 
 // loadBars reads a bar file. A missing file gives nil and no error when

@@ -77,8 +77,8 @@ func (r *report) markdownBars(p func(string, ...any), bars *barFile) {
 			measured = "**" + fmtRatio(b.Metric, v) + "**"
 		}
 		from := r.Derived.Details[b.Metric]
-		if missing := r.missingSizes(b.Sizes); missing != "" && ok {
-			from += " (the bar speaks of W=" + missing + ", which this run did not measure)"
+		if why := r.notTheBars(b); why != "" && ok {
+			from += " (not the bar's measurement: " + why + ")"
 		}
 		p("| %s | %s | %s |", b.Text, measured, orDash(from))
 	}

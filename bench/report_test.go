@@ -22,7 +22,7 @@ func sampleReport() *report {
 		Command: "go run ./bench", Started: time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC), ElapsedS: 600, EstimatedS: 650,
 		Machine: machineInfo{OS: "linux", Arch: "amd64", CPUs: 2, Go: "go1.26"},
 		Server:  serverInfo{Private: true, Version: "PostgreSQL 15.20 (Debian)", Settings: map[string]string{"server_version": "15.20"}},
-		Params:  params{Driver: "pgx", Sizes: []int{1000, 10000, 100000}, Series: allSeries},
+		Params:  params{Driver: "pgx", Sizes: []int{1000, 10000, 100000}, Series: allSeries, SpreadS: 30, IdleS: 60},
 		Floor:   &floorRow{NotifyRoundTrip: dist{N: 10, P50: 0.1}, StatusRead: dist{N: 10, P50: 0.2}, FloorMS: 0.3},
 		Debounce0: []d0Row{
 			{Series: seriesDefault, Label: seriesDefault.label(), Latency: dist{N: 10, P50: 0.45}},
@@ -149,7 +149,7 @@ func TestMarkdown(t *testing.T) {
 	r.Derived = derive(r)
 	b.Reset()
 	r.markdown(&b, "", bars)
-	if !strings.Contains(b.String(), "which this run did not measure") || !strings.Contains(b.String(), "not the bar's") {
+	if !strings.Contains(b.String(), "not the bar's measurement") || !strings.Contains(b.String(), "not the bar's") {
 		t.Errorf("a quick run's Markdown does not say it measured other sizes:\n%s", b.String())
 	}
 }
