@@ -67,9 +67,9 @@ func (s schedule) batchOf() []int32 {
 // printed before a run (the report states the real time next to it).
 const (
 	setupFixed     = 2 * time.Second       // vacuum, checkpoint, a finisher
-	setupPerJob    = 60 * time.Microsecond // enqueue and claim
-	startupPerJob  = 5 * time.Microsecond  // a Watcher's start-up read
-	pollsPerSecond = 15_000                // the polling loop, pool saturated
+	setupPerJob    = 80 * time.Microsecond // enqueue and claim
+	startupPerJob  = 20 * time.Microsecond // a Watcher's start-up read
+	pollsPerSecond = 10_000                // the polling loop, pool saturated
 	privateStart   = 5 * time.Second       // initdb and start
 	perSample      = 10 * time.Millisecond // one debounce-0 wait
 	perFloorSample = 2 * time.Millisecond  // a round trip or a read
