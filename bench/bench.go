@@ -45,6 +45,13 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 		return exitUsage, fmt.Errorf("%w: --bars: %v", errUsage, err)
 	}
 	b := &bench{cfg: cfg, stderr: stderr, started: time.Now()}
+	if cfg.from != "" {
+		rep, err := readReportFile(cfg.from)
+		if err != nil {
+			return exitUsage, fmt.Errorf("%w: --from: %v", errUsage, err)
+		}
+		return b.write(rep, bars, stdout)
+	}
 	rep, err := b.run(ctx)
 	if err != nil {
 		return b.fail(ctx, err)

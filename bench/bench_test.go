@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"encoding/xml"
 	"errors"
 	"io"
@@ -33,15 +32,11 @@ func runInProcess(t *testing.T, args ...string) (int, error, string, string) {
 
 func readReport(t *testing.T, path string) *report {
 	t.Helper()
-	b, err := os.ReadFile(path)
+	r, err := readReportFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var r report
-	if err := json.Unmarshal(b, &r); err != nil {
-		t.Fatalf("the JSON report does not parse: %v", err)
-	}
-	return &r
+	return r
 }
 
 // TestQuickRun is the CI-sized smoke test: --quick on a private server,
@@ -105,6 +100,11 @@ func TestQuickRun(t *testing.T) {
 	}
 	if err := xml.Unmarshal(svg, new(struct{ XMLName xml.Name })); err != nil || !bytes.Contains(svg, []byte("<svg")) {
 		t.Errorf("chart is not SVG: %v", err)
+	}
+	// The JSON holds the whole report: rendered again, it gives the same Markdown.
+	code, err, again, _ := runInProcess(t, "--from", jsonPath, "--bars", "bars.json")
+	if code != exitOK || err != nil || again != stdout {
+		t.Errorf("--from: exit %d, %v; Markdown differs from the run's: %v", code, err, again != stdout)
 	}
 	m := regexp.MustCompile(`private server: port \d+, directory (\S+)`).FindStringSubmatch(stderr)
 	if m == nil {
@@ -271,5 +271,38 @@ func TestUsageErrorsExit2(t *testing.T) {
 				t.Errorf("stderr shows the password: %q", r.stderr)
 			}
 		})
+	}
+}
+
+func TestFromRendersWithoutMeasuring(t *testing.T) {
+	dir := t.TempDir()
+	jsonPath, docPath, chartPath := filepath.Join(dir, "r.json"), filepath.Join(dir, "doc.md"), filepath.Join(dir, "c.svg")
+	f, err := os.Create(jsonPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sampleReport().writeJSON(f); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if err := os.WriteFile(docPath, []byte(docBegin+"\n"+docEnd+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, err, stdout, stderr := runInProcess(t, "--from", jsonPath, "--doc", docPath, "--chart", chartPath, "--bars", "bars.json")
+	if code != exitOK || err != nil || strings.Contains(stderr, "server") {
+		t.Fatalf("exit %d, %v\n%s", code, err, stderr)
+	}
+	doc, _ := os.ReadFile(docPath)
+	if !strings.Contains(string(doc), "| 100k | polling loop |") || !strings.Contains(stdout, "| 100k | polling loop |") {
+		t.Errorf("not rendered:\n%s", doc)
+	}
+	if fi, err := os.Stat(chartPath); err != nil || fi.Size() == 0 {
+		t.Errorf("no chart: %v", err)
+	}
+	if err := os.WriteFile(jsonPath, []byte(`{"scale": []}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, err, _, _ := runInProcess(t, "--from", jsonPath); code != exitUsage || !errors.Is(err, errUsage) {
+		t.Errorf("--from a file that is no report: exit %d, %v", code, err)
 	}
 }

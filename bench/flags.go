@@ -26,6 +26,7 @@ type config struct {
 	drain              time.Duration
 	jsonOut, doc       string
 	chart, bars        string
+	from               string // a report to render instead of measuring
 	quick              bool
 	args               []string // as given, for the report
 }
@@ -147,6 +148,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&cfg.doc, "doc", "", "rewrite the generated part of this Markdown file (docs/PERFORMANCE.md) with the report")
 	fs.StringVar(&cfg.chart, "chart", "", "draw the chart into this SVG file")
 	fs.StringVar(&cfg.bars, "bars", "bench/bars.json", "the issue's bar, shown next to the measured figures (a missing file is skipped)")
+	fs.StringVar(&cfg.from, "from", "", "measure nothing: render the report in this JSON file (from --json) into --doc, --chart and standard output")
 	fs.BoolVar(&cfg.quick, "quick", false, "a smoke test of seconds: "+quickSummary()+" (flags given explicitly win)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: go run ./bench [flags]")
@@ -224,6 +226,11 @@ func (c *config) check() error {
 		// Fail before a long run, not after it.
 		if fi, err := os.Stat(filepath.Dir(out.path)); err != nil || !fi.IsDir() {
 			return bad("%s: no directory %q to write into", out.flag, filepath.Dir(out.path))
+		}
+	}
+	if c.from != "" {
+		if _, err := os.Stat(c.from); err != nil {
+			return bad("--from: %v", err)
 		}
 	}
 	if c.doc != "" {

@@ -2,7 +2,9 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/jobwatch/jobwatch"
@@ -143,6 +145,22 @@ func newStatsJSON(s jobwatch.Stats) *statsJSON {
 		j.LastError = s.LastError.Error()
 	}
 	return j
+}
+
+// readReportFile reads a report written by writeJSON.
+func readReportFile(path string) (*report, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var r report
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("%s is not a bench report: %w", path, err)
+	}
+	if r.Command == "" || r.Started.IsZero() {
+		return nil, fmt.Errorf("%s is not a bench report: no command or start time", path)
+	}
+	return &r, nil
 }
 
 func (r *report) writeJSON(w io.Writer) error {

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"time"
-
-	"github.com/jobwatch/jobwatch"
 )
 
 // startupTimeout bounds the start-up of one run's waits (every id read
@@ -39,36 +37,12 @@ func (b *bench) scale(ctx context.Context, w int, s seriesID) (scaleRow, error) 
 	batchOf := sched.batchOf()
 
 	memBefore := liveBytes()
-	if err := b.counter.reset(ctx); err != nil {
-		return row, err
-	}
-	zero, err := b.counter.take(ctx)
+	m, err := b.startMeasured(ctx, s, db, ids, rec)
 	if err != nil {
 		return row, err
 	}
-	t0 := time.Now()
-	ws, err := b.startWaiters(ctx, s, db, ids, rec)
-	if err != nil {
-		return row, err
-	}
-	stopped := false
-	stop := func() *statsJSON {
-		if stopped {
-			return nil
-		}
-		stopped = true
-		return ws.stop()
-	}
-	defer stop()
-	if err := waitUntil(ctx, startupTimeout, "every wait's start-up read", ws.started); err != nil {
-		return row, err
-	}
-	row.StartupS = time.Since(t0).Seconds()
-	up, err := b.counter.take(ctx)
-	if err != nil {
-		return row, err
-	}
-	row.StartupCost, _ = up.since(zero)
+	defer m.stop()
+	row.StartupS, row.StartupCost = m.startup.Seconds(), m.startupCost()
 	row.MemoryPerWaiterB = perWaiter(memBefore, liveBytes(), w)
 	b.logf("%s, W=%d: start-up took %.2fs (%s); %.0f B per pending waiter; completing over %s (%d transactions of up to %d jobs, one every %s)",
 		s.label(), w, row.StartupS, row.StartupCost.describe(), row.MemoryPerWaiterB, sched.duration().Round(time.Millisecond),
@@ -83,7 +57,7 @@ func (b *bench) scale(ctx context.Context, w int, s seriesID) (scaleRow, error) 
 	}
 	drainEnd := time.Now().Add(b.cfg.drain)
 	select {
-	case <-ws.done():
+	case <-m.ws.done():
 	case <-time.After(time.Until(drainEnd)):
 	case <-ctx.Done():
 		return row, ctx.Err()
@@ -92,8 +66,8 @@ func (b *bench) scale(ctx context.Context, w int, s seriesID) (scaleRow, error) 
 	if err != nil {
 		return row, err
 	}
-	row.Cost, row.Evicted = end.since(zero)
-	row.Watcher = stop()
+	row.Cost, row.Evicted = end.since(m.zero)
+	row.Watcher = m.stop()
 	b.fillScale(&row, rec, batchOf, commitAt, drainEnd.UnixNano())
 	b.logf("%s, W=%d: p50 %s ms, p99 %s ms, %d unresolved; %s; %.4f ms DB time per resolved job",
 		s.label(), w, fmtMS(row.Latency.P50), fmtMS(row.Latency.P99), row.Unresolved, row.Cost.describe(), row.PerJob.DBMS)
@@ -139,62 +113,4 @@ func perSecond(n int, d time.Duration) float64 {
 		return 0
 	}
 	return float64(n) / d.Seconds()
-}
-
-// idle waits on ids, which nothing changes, for the idle phase, the way
-// series s does, counting start-up and the idle phase apart.
-func (b *bench) idle(ctx context.Context, ids []jobwatch.JobID, s seriesID) (idleRow, error) {
-	row := idleRow{W: len(ids), Series: s, Label: s.label(), IdleS: b.cfg.idle.Seconds()}
-	db, err := openMeasured(ctx, b.cfg.driver, b.t.watcherDSN, b.t.schema, b.cfg.pool)
-	if err != nil {
-		return row, err
-	}
-	defer db.Close()
-	rec := newRecorder(ids)
-	if err := b.counter.reset(ctx); err != nil {
-		return row, err
-	}
-	zero, err := b.counter.take(ctx)
-	if err != nil {
-		return row, err
-	}
-	t0 := time.Now()
-	ws, err := b.startWaiters(ctx, s, db, ids, rec)
-	if err != nil {
-		return row, err
-	}
-	stopped := false
-	defer func() {
-		if !stopped {
-			ws.stop()
-		}
-	}()
-	if err := waitUntil(ctx, startupTimeout, "every wait's start-up read", ws.started); err != nil {
-		return row, err
-	}
-	startup := time.Since(t0)
-	row.StartupS = startup.Seconds()
-	up, err := b.counter.take(ctx)
-	if err != nil {
-		return row, err
-	}
-	row.StartupCost, _ = up.since(zero)
-	b.logf("idle, %s, %d pending: start-up took %.2fs (%s); now idle for %s", s.label(), len(ids), row.StartupS, row.StartupCost.describe(), b.cfg.idle)
-	if !sleep(ctx, b.cfg.idle) {
-		return row, ctx.Err()
-	}
-	end, err := b.counter.take(ctx)
-	if err != nil {
-		return row, err
-	}
-	row.IdleCost, row.Evicted = end.since(up)
-	total, _ := end.since(zero)
-	stopped = true
-	row.Watcher = ws.stop()
-	row.Resolved = int(rec.resolved.Load())
-	row.CorePct = 100 * row.IdleCost.ExecMS / ms(b.cfg.idle)
-	row.CorePctWithStartup = 100 * total.ExecMS / ms(startup+b.cfg.idle)
-	b.logf("idle, %s, %d pending: %s in %s: %.3f%% of one core (%.3f%% with start-up)",
-		s.label(), len(ids), row.IdleCost.describe(), b.cfg.idle, row.CorePct, row.CorePctWithStartup)
-	return row, nil
 }
