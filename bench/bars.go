@@ -14,6 +14,7 @@ import (
 type barFile struct {
 	Source string `json:"source"`
 	Bars   []bar  `json:"bars"`
+	path   string // where it was read from
 }
 
 // bar is one criterion: a derived metric (by its JSON name) and a bound.
@@ -60,7 +61,7 @@ func loadBars(path string, optional bool) (*barFile, error) {
 	if err != nil {
 		return nil, err
 	}
-	var f barFile
+	f := barFile{path: path}
 	if err := json.Unmarshal(b, &f); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}

@@ -54,7 +54,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 	}
 	rep, err := b.run(ctx)
 	if err != nil {
-		return b.fail(ctx, err)
+		code, err := b.fail(ctx, err)
+		return code, dbconn.Redactor(cfg.dsn).Error(err)
 	}
 	return b.write(rep, bars, stdout)
 }

@@ -115,8 +115,9 @@ func (r *report) plotPanel(pn panel) (*plot.Plot, error) {
 		p.Title.Text += " (no positive figure to draw)"
 		xmin, xmax, ymin, ymax = 100, 100_000, 0.1, 1
 	}
-	// Room around the points, and a range even for a single point.
+	// Room around the points (above them for the legend), and a range
+	// even for a single point.
 	p.X.Min, p.X.Max = xmin/2, xmax*2
-	p.Y.Min, p.Y.Max = ymin/3, ymax*3
+	p.Y.Min, p.Y.Max = ymin/3, ymax*12
 	return p, nil
 }

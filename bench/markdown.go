@@ -65,8 +65,8 @@ func (r *report) markdown(w io.Writer, chartLink string, bars *barFile) {
 func (r *report) markdownBars(p func(string, ...any), bars *barFile) {
 	p("#### The bar, next to what this run measured")
 	p("")
-	p("The bar is read from `bench/bars.json` (%s). The bench prints it as information; "+
-		"`scripts/bench-check` compares a run's JSON with it.", bars.Source)
+	p("The bar is read from `%s` (%s). The bench prints it as information; "+
+		"`scripts/bench-check` compares a run's JSON with it.", filepath.ToSlash(bars.path), bars.Source)
 	p("")
 	p("| bar | measured | from |")
 	p("| --- | --- | --- |")
