@@ -102,7 +102,7 @@ func TestQuickRun(t *testing.T) {
 		t.Errorf("chart is not SVG: %v", err)
 	}
 	// The JSON holds the whole report: rendered again, it gives the same Markdown.
-	code, err, again, _ := runInProcess(t, "--from", jsonPath, "--bars", "bars.json")
+	code, err, again, _ := runInProcess(t, "--from", jsonPath, "--bars", "bars.json", "--chart", chartPath)
 	if code != exitOK || err != nil || again != stdout {
 		t.Errorf("--from: exit %d, %v; Markdown differs from the run's: %v", code, err, again != stdout)
 	}
