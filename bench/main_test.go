@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,23 +14,21 @@ import (
 	"go.uber.org/goleak"
 )
 
-// binary is the bench program built for these tests by TestMain.
-var binary string
+// envRunMain makes the test binary run the bench's main: the tests run
+// the program as a user would, without building it separately. (The
+// finisher re-executes the running binary too: envFinisher.)
+const envRunMain = "JOBWATCH_BENCH_TEST_MAIN"
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "jobwatch-bench-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binary = filepath.Join(dir, "bench")
-	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "building the bench: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
+	switch {
+	case os.Getenv(envFinisher) == "1":
+		os.Exit(runFinisher(os.Stdin, os.Stdout))
+	case os.Getenv(envRunMain) == "1":
+		os.Args = append(os.Args[:1], strings.Fields(os.Getenv(envRunMain+"_ARGS"))...)
+		main()
+		return
 	}
 	code := m.Run()
-	os.RemoveAll(dir)
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintln(os.Stderr, "goleak:", err)
@@ -41,26 +38,30 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// cli runs the built binary with DATABASE_URL unset.
-type cli struct{ t *testing.T }
+// benchCommand is the bench program with args (no spaces within one).
+func benchCommand(ctx context.Context, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, os.Args[0])
+	cmd.Env = append(filterEnv(os.Environ(), "DATABASE_URL="), envRunMain+"=1", envRunMain+"_ARGS="+strings.Join(args, " "))
+	return cmd
+}
 
 type result struct {
 	code           int
 	stdout, stderr string
 }
 
-func (c cli) run(args ...string) result {
-	c.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+// runProgram runs the bench program to its end.
+func runProgram(t *testing.T, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, args...)
-	cmd.Env = filterEnv(os.Environ(), "DATABASE_URL=")
+	cmd := benchCommand(ctx, args...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
 	var exit *exec.ExitError
 	if err != nil && !errors.As(err, &exit) {
-		c.t.Fatalf("running bench %v: %v", args, err)
+		t.Fatalf("running the bench %v: %v", args, err)
 	}
 	return result{cmd.ProcessState.ExitCode(), out.String(), errb.String()}
 }
