@@ -232,6 +232,7 @@ func (c *config) params() params {
 		IdleS: c.idle.Seconds(), IdleJobs: c.idleJobs, Samples: c.samples, FloorSamples: c.floorSamples,
 		PollIntervalMS: ms(c.pollInterval), DrainS: c.drain.Seconds(),
 		DefaultDebounceMS: ms(jobwatch.DefaultDebounce), RefreshS: jobwatch.DefaultRefreshInterval.Seconds(),
+		FullReadS: jobwatch.DefaultFullReadInterval.Seconds(),
 	}
 }
 

@@ -116,13 +116,14 @@ func (r *report) markdownScale(p func(string, ...any)) {
 		"watcher's role from `New` to the last resolution (start-up, polls, feed reads, retries), by pg_stat_statements, " +
 		"divided by the jobs resolved. Memory: growth of the live heap and stacks per pending waiter, after start-up.")
 	p("")
-	p("| W | series | p50 ms | p99 ms | max ms | unresolved | DB ms / job | statements / job | rows / job | buffers / job | start-up s (DB ms) | resolved/s (offered) | B / waiter |")
-	p("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+	p("| W | series | p50 ms | p99 ms | max ms | unresolved | DB ms / job | statements / job | rows / job | buffers / job | start-up s (DB ms) | resolved/s (offered) | B / waiter | full reads (missed) |")
+	p("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 	for _, row := range r.Scale {
-		p("| %s | %s | %s | %s | %s | %d | %s | %s | %s | %s | %.2f (%s) | %s (%s) | %.0f |",
+		p("| %s | %s | %s | %s | %s | %d | %s | %s | %s | %s | %.2f (%s) | %s (%s) | %.0f | %s |",
 			count(row.W), row.Label, fmtMS(row.Latency.P50), fmtMS(row.Latency.P99), fmtMS(row.Latency.Max), row.Unresolved,
 			fmtPerJob(row.PerJob.DBMS), fmtNum(row.PerJob.Statements), fmtNum(row.PerJob.Rows), fmtNum(row.PerJob.Buffers),
-			row.StartupS, fmtMS(row.StartupCost.ExecMS), fmtNum(row.ResolvedPerS), fmtNum(row.OfferedPerS), row.MemoryPerWaiterB)
+			row.StartupS, fmtMS(row.StartupCost.ExecMS), fmtNum(row.ResolvedPerS), fmtNum(row.OfferedPerS), row.MemoryPerWaiterB,
+			fullReads(row.Watcher))
 	}
 	p("")
 	p("Completions: %s. Planning time (not in DB ms; pg_stat_statements.track_planning %s): %s.",
@@ -235,10 +236,10 @@ func (s serverInfo) describe() string {
 }
 
 func (p params) describe() string {
-	return fmt.Sprintf("driver %s, the watcher's pool %d connections; jobwatch at its defaults (debounce %s ms, refresh %s s) unless stated; "+
+	return fmt.Sprintf("driver %s, the watcher's pool %d connections; jobwatch at its defaults (debounce %s ms, refresh %s s, full read every %s s) unless stated; "+
 		"completions spread over %s s, at most %d jobs per transaction, at least %s ms apart; the polling loop reads each job every %s ms; "+
 		"waits unresolved %s s after the last commit count as unresolved.",
-		p.Driver, p.Pool, fmtNum(p.DefaultDebounceMS), fmtNum(p.RefreshS), fmtNum(p.SpreadS), p.Batch, fmtNum(p.IntervalMS), fmtNum(p.PollIntervalMS), fmtNum(p.DrainS))
+		p.Driver, p.Pool, fmtNum(p.DefaultDebounceMS), fmtNum(p.RefreshS), fmtNum(p.FullReadS), fmtNum(p.SpreadS), p.Batch, fmtNum(p.IntervalMS), fmtNum(p.PollIntervalMS), fmtNum(p.DrainS))
 }
 
 // fmtRatio formats a derived metric by its kind (its name's suffix).
@@ -360,4 +361,13 @@ func (r *report) writeDoc(path, chartPath string, bars *barFile) error {
 		return err
 	}
 	return os.WriteFile(path, out, 0o644)
+}
+
+// fullReads is how many reads of every pending job a watcher made, and how
+// many changes its feed missed; "-" for the polling loop.
+func fullReads(s *statsJSON) string {
+	if s == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%d (%d)", s.FullReads, s.MissedChanges)
 }

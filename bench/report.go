@@ -47,6 +47,7 @@ type params struct {
 	DrainS            float64    `json:"drain_s"`
 	DefaultDebounceMS float64    `json:"default_debounce_ms"`
 	RefreshS          float64    `json:"refresh_s"`
+	FullReadS         float64    `json:"full_read_s"`
 }
 
 // perJob is a cost divided by the jobs it resolved.
