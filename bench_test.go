@@ -23,7 +23,7 @@ func BenchmarkWaitResolve100k(b *testing.B) {
 	for range b.N {
 		b.StopTimer()
 		queue := fake.New()
-		ids, _ := queue.Enqueue(ctx, n)
+		ids, _ := queue.EnqueueN(ctx, n)
 		w, err := jobwatch.New(queue, jobwatch.WithRefreshInterval(time.Hour))
 		if err != nil {
 			b.Fatal(err)
@@ -94,7 +94,7 @@ func benchmarkBurst(b *testing.B, feed bool) {
 		// A buffer for the whole burst: no overflow into a Resync (which
 		// would read everything and hide the difference being measured).
 		queue := fake.New(fake.WithBuffer(2 * n))
-		ids, _ := queue.Enqueue(ctx, n)
+		ids, _ := queue.EnqueueN(ctx, n)
 		_ = queue.Apply(ctx, statemachine.Claim, ids...)
 		w, err := jobwatch.New(queue, jobwatch.WithRefreshInterval(time.Hour),
 			jobwatch.WithDebounce(0), jobwatch.WithChangeFeed(feed))
@@ -147,7 +147,7 @@ func BenchmarkWaitAllFinished100k(b *testing.B) {
 	ctx := context.Background()
 	queue := fake.New()
 	defer queue.Close()
-	ids, _ := queue.Enqueue(ctx, n)
+	ids, _ := queue.EnqueueN(ctx, n)
 	_ = queue.Apply(ctx, statemachine.Claim, ids...)
 	_ = queue.Apply(ctx, statemachine.Complete, ids...)
 	w, err := jobwatch.New(queue, jobwatch.WithRefreshInterval(time.Hour), jobwatch.WithDebounce(0))

@@ -28,7 +28,7 @@ func ExampleWatcher_Wait() {
 	}
 	defer w.Close()
 
-	ids, _ := queue.Enqueue(ctx, 1)
+	ids, _ := queue.EnqueueN(ctx, 1)
 	go work(ctx, queue, statemachine.Complete, ids...)
 
 	state, err := w.Wait(ctx, ids[0])
@@ -47,7 +47,7 @@ func ExampleWatcher_WaitAll() {
 	}
 	defer w.Close()
 
-	ids, _ := queue.Enqueue(ctx, 3)
+	ids, _ := queue.EnqueueN(ctx, 3)
 	go func() {
 		work(ctx, queue, statemachine.Complete, ids[0])
 		work(ctx, queue, statemachine.Error, ids[1])
@@ -70,7 +70,7 @@ func ExampleWatcher_WaitAny() {
 	}
 	defer w.Close()
 
-	ids, _ := queue.Enqueue(ctx, 3)
+	ids, _ := queue.EnqueueN(ctx, 3)
 	go work(ctx, queue, statemachine.Complete, ids[1])
 
 	first, err := w.WaitAny(ctx, ids)
@@ -105,7 +105,7 @@ func ExampleWatcher_WaitEach() {
 	}
 	defer w.Close()
 
-	ids, _ := queue.Enqueue(ctx, 1)
+	ids, _ := queue.EnqueueN(ctx, 1)
 	work(ctx, queue, statemachine.Error, ids...)
 
 	for st, err := range w.WaitEach(ctx, []jobwatch.JobID{ids[0], 999}) {
@@ -130,7 +130,7 @@ func ExampleWaitError() {
 		panic(err)
 	}
 	defer w.Close()
-	ids, _ := queue.Enqueue(context.Background(), 1)
+	ids, _ := queue.EnqueueN(context.Background(), 1)
 	_ = queue.Apply(context.Background(), statemachine.Claim, ids[0])
 
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)

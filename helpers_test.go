@@ -108,7 +108,7 @@ func returned(c <-chan result) (result, bool) {
 
 func mustEnqueue(t *testing.T, b *fake.Backend, n int) []jobwatch.JobID {
 	t.Helper()
-	ids, err := b.Enqueue(context.Background(), n)
+	ids, err := b.EnqueueN(context.Background(), n)
 	if err != nil {
 		t.Fatalf("Enqueue: %v", err)
 	}

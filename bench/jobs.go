@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/jobwatch/jobwatch"
-	jwpgx "github.com/jobwatch/jobwatch/backends/pgx"
+	jwqueue "github.com/jobwatch/jobwatch/queue"
 	"github.com/jobwatch/jobwatch/statemachine"
 )
 
@@ -21,9 +21,9 @@ const enqueueChunk = 5000
 // long-running queue, and a checkpoint writes out the setup's bulk writes,
 // so that the measured phase does not pay for them.
 func (b *bench) prepare(ctx context.Context, n int) ([]jobwatch.JobID, error) {
-	jobs := make([]jwpgx.NewJob, min(n, enqueueChunk))
+	jobs := make([]jwqueue.NewJob, min(n, enqueueChunk))
 	for i := range jobs {
-		jobs[i] = jwpgx.NewJob{Entrypoint: "bench"}
+		jobs[i] = jwqueue.NewJob{Entrypoint: "bench"}
 	}
 	ids := make([]jobwatch.JobID, 0, n)
 	for len(ids) < n {

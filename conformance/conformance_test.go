@@ -29,7 +29,7 @@ func newFakeHarness(t *testing.T) *fakeHarness {
 func (h *fakeHarness) Driver() jobwatch.Driver { return h.b }
 
 func (h *fakeHarness) Enqueue(ctx context.Context, n int) ([]jobwatch.JobID, error) {
-	return h.b.Enqueue(ctx, n)
+	return h.b.EnqueueN(ctx, n)
 }
 
 func (h *fakeHarness) Apply(ctx context.Context, ev statemachine.Event, ids ...jobwatch.JobID) error {

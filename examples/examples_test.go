@@ -3,8 +3,9 @@
 // examples that need PostgreSQL use the test database
 // (JOBWATCH_TEST_DATABASE_URL, default
 // postgres://postgres@127.0.0.1:5432/test?sslmode=disable); when it cannot
-// be reached they fail, they never skip. Each example's own tests (unittest,
-// thirdparty) run as part of go test ./examples/... as well.
+// be reached they fail, they never skip. Each example's own tests
+// (unittest, thirdparty, service) run as part of go test ./examples/... as
+// well.
 package examples_test
 
 import (
@@ -44,7 +45,7 @@ func TestExamples(t *testing.T) {
 		{name: "pq", dir: "pq", db: true, want: onPostgres},
 		{name: "unittest", dir: "unittest", want: []string{
 			`order book: done \(job 1\)`,
-			`order bad-card \(job 2\): order rejected`,
+			`order bad-card \(job 2\): order rejected: card declined`,
 			`order lost-parcel \(job 3\): order still processing`,
 		}},
 		{name: "waitall", dir: "waitall", want: waitAll("in-memory")},
@@ -52,6 +53,8 @@ func TestExamples(t *testing.T) {
 		{name: "waitfirst", dir: "waitfirst", want: waitFirst("in-memory")},
 		{name: "waitfirst-postgres", dir: "waitfirst", db: true, dsnFlag: true, want: waitFirst("PostgreSQL")},
 		{name: "thirdparty", dir: "thirdparty", want: []string{"this example is .* run `go test ./examples/thirdparty`"}},
+		{name: "service", dir: "service", want: service("in-memory")},
+		{name: "service-postgres", dir: "service", db: true, dsnFlag: true, want: service("PostgreSQL")},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -91,6 +94,7 @@ var onPostgres = []string{
 	`Wait: job 1 \(cat.png\) ended successful`,
 	`WaitAll: job 1 \(cat.png\) ended successful`,
 	`WaitAll: job 2 \(corrupt.png\) ended exception`,
+	`Inspect: job 2 failed: corrupt.png: not a PNG file`,
 	`WaitAll: job 3 \(dog.png\) ended successful`,
 	`Wait: job 4 \(report\) still pending after 300ms; cancelling it`,
 	`Wait: job 4 \(report\) ended canceled`,
@@ -116,6 +120,17 @@ func waitFirst(backend string) []string {
 		// The shortest download wins, unless a loaded machine reorders them.
 		`first to settle: job \d \(mirror-[a-z]+\) successful after \S+`,
 		`in the end: \[(\d (successful|canceled) ?){3}\]`,
+	}
+}
+
+func service(backend string) []string {
+	return []string{
+		`on (the )?` + backend + `.*`,
+		`POST /thumbnails\?image=cat\.png: 200 \{"job":1,"state":"successful"\}`,
+		`POST /thumbnails\?image=corrupt\.png: 422 \{"job":2,"state":"exception","error":"corrupt\.png: not a PNG file"\}`,
+		`POST /thumbnails\?image=slow\.png&wait=100ms: 202 \{"job":3,"state":"(queued|picked)","error":"still running: see /jobs/3"\}`,
+		`GET /jobs/2: 200 \{"job":2,"state":"exception","error":"corrupt\.png: not a PNG file"\} history: queued picked exception`,
+		`GET /jobs/99: 404 \{"job":99,"error":"no such job"\}`,
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/jobwatch/jobwatch"
 	jwpgx "github.com/jobwatch/jobwatch/backends/pgx"
 	jwpq "github.com/jobwatch/jobwatch/backends/pq"
+	"github.com/jobwatch/jobwatch/queue"
 	"github.com/jobwatch/jobwatch/statemachine"
 )
 
@@ -26,12 +27,11 @@ import (
 // The two database backends, behind one table.
 
 // fltLifecycle is what the tests use of a backend besides jobwatch.Driver.
-// *jwpgx.Backend and *jwpq.Backend both have it (their NewJob is the same
-// type, an alias of the shared one).
+// *jwpgx.Backend and *jwpq.Backend both have it.
 type fltLifecycle interface {
 	jobwatch.Driver
 	Install(ctx context.Context) (jwpgx.InstallResult, error)
-	Enqueue(ctx context.Context, jobs ...jwpgx.NewJob) ([]jobwatch.JobID, error)
+	Enqueue(ctx context.Context, jobs ...queue.NewJob) ([]jobwatch.JobID, error)
 	Apply(ctx context.Context, ev statemachine.Event, ids ...jobwatch.JobID) error
 	ListenerPIDs() []uint32
 	LogTable() string
@@ -202,9 +202,9 @@ func fltWantState(id jobwatch.JobID) statemachine.State {
 func fltEnqueue(ctx context.Context, q fltLifecycle, n int) ([]jobwatch.JobID, error) {
 	ids := make([]jobwatch.JobID, 0, n)
 	for len(ids) < n {
-		jobs := make([]jwpgx.NewJob, min(5000, n-len(ids)))
+		jobs := make([]queue.NewJob, min(5000, n-len(ids)))
 		for i := range jobs {
-			jobs[i] = jwpgx.NewJob{Entrypoint: "reliability"}
+			jobs[i] = queue.NewJob{Entrypoint: "reliability"}
 		}
 		got, err := q.Enqueue(ctx, jobs...)
 		if err != nil {

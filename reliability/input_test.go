@@ -30,6 +30,7 @@ import (
 	"github.com/jobwatch/jobwatch/backends/fake"
 	jwpgx "github.com/jobwatch/jobwatch/backends/pgx"
 	"github.com/jobwatch/jobwatch/internal/pgtest"
+	"github.com/jobwatch/jobwatch/queue"
 	"github.com/jobwatch/jobwatch/statemachine"
 )
 
@@ -374,7 +375,9 @@ func TestBadInput(t *testing.T) {
 			_, err := newStressBackend(f.e.h, stressOpts{prefix: f.e.prefix, schema: f.e.schema, health: &d})
 			return err
 		}})
-	for _, dsn := range []string{"", "   ", "postgres://u@127.0.0.1:notaport/test", "host=127.0.0.1 port='5432", "postgres://%zz"} {
+	// An empty DSN is not bad input: lib/pq, and so backends/pq, take it
+	// as all PG* defaults.
+	for _, dsn := range []string{"postgres://u@127.0.0.1:notaport/test", "host=127.0.0.1 port='5432", "postgres://%zz"} {
 		add(inputCase{name: fmt.Sprintf("New with DSN %q", dsn), on: onDB, only: "pq", want: []error{errBackendOption},
 			run: func(t *testing.T, f *inputFixture) error {
 				h := f.e.h
@@ -463,7 +466,7 @@ func TestBadInput(t *testing.T) {
 	} {
 		add(inputCase{name: c.name, on: onDB, want: c.want, run: apply(c.ev, c.ids)})
 	}
-	enqueue := func(jobs ...jwpgx.NewJob) func(t *testing.T, f *inputFixture) error {
+	enqueue := func(jobs ...queue.NewJob) func(t *testing.T, f *inputFixture) error {
 		return func(t *testing.T, f *inputFixture) error {
 			got, err := f.e.b.Enqueue(pgtest.Context(t), jobs...)
 			if err == nil || got != nil {
@@ -474,37 +477,37 @@ func TestBadInput(t *testing.T) {
 	}
 	for _, c := range []struct {
 		name string
-		jobs []jwpgx.NewJob
+		jobs []queue.NewJob
 		want error
 	}{
 		{"Enqueue() of no jobs", nil, jwpgx.ErrInvalidJob},
-		{"Enqueue with an empty entrypoint", []jwpgx.NewJob{{}}, jwpgx.ErrInvalidJob},
-		{"Enqueue with a negative delay", []jwpgx.NewJob{{Entrypoint: "x", ExecuteAfter: -time.Second}}, jwpgx.ErrInvalidJob},
-		{"Enqueue with delay MinInt64", []jwpgx.NewJob{{Entrypoint: "x", ExecuteAfter: math.MinInt64}}, jwpgx.ErrInvalidJob},
-		{"Enqueue with NUL in the entrypoint", []jwpgx.NewJob{{Entrypoint: "a\x00b"}}, jwpgx.ErrInvalidJob},
-		{"Enqueue with invalid UTF-8 in the entrypoint", []jwpgx.NewJob{{Entrypoint: "\xff"}}, jwpgx.ErrInvalidJob},
-		{"Enqueue with NUL in the dedupe key", []jwpgx.NewJob{{Entrypoint: "x", DedupeKey: "k\x00"}}, jwpgx.ErrInvalidJob},
-		{"Enqueue with a priority beyond int4", []jwpgx.NewJob{{Entrypoint: "x", Priority: math.MaxInt32 + 1}}, jwpgx.ErrInvalidJob},
-		{"Enqueue with headers that are not JSON", []jwpgx.NewJob{{Entrypoint: "x", Headers: map[string]any{"f": func() {}}}}, jwpgx.ErrInvalidJob},
-		{"Enqueue of a valid job then an invalid one", []jwpgx.NewJob{{Entrypoint: "ok"}, {Entrypoint: ""}}, jwpgx.ErrInvalidJob},
-		{"Enqueue repeating a dedupe key", []jwpgx.NewJob{{Entrypoint: "x", DedupeKey: "twice"}, {Entrypoint: "x", DedupeKey: "twice"}}, jwpgx.ErrDuplicate},
+		{"Enqueue with an empty entrypoint", []queue.NewJob{{}}, jwpgx.ErrInvalidJob},
+		{"Enqueue with a negative delay", []queue.NewJob{{Entrypoint: "x", ExecuteAfter: -time.Second}}, jwpgx.ErrInvalidJob},
+		{"Enqueue with delay MinInt64", []queue.NewJob{{Entrypoint: "x", ExecuteAfter: math.MinInt64}}, jwpgx.ErrInvalidJob},
+		{"Enqueue with NUL in the entrypoint", []queue.NewJob{{Entrypoint: "a\x00b"}}, jwpgx.ErrInvalidJob},
+		{"Enqueue with invalid UTF-8 in the entrypoint", []queue.NewJob{{Entrypoint: "\xff"}}, jwpgx.ErrInvalidJob},
+		{"Enqueue with NUL in the dedupe key", []queue.NewJob{{Entrypoint: "x", DedupeKey: "k\x00"}}, jwpgx.ErrInvalidJob},
+		{"Enqueue with a priority beyond int4", []queue.NewJob{{Entrypoint: "x", Priority: math.MaxInt32 + 1}}, jwpgx.ErrInvalidJob},
+		{"Enqueue with headers that are not JSON", []queue.NewJob{{Entrypoint: "x", Headers: map[string]any{"f": func() {}}}}, jwpgx.ErrInvalidJob},
+		{"Enqueue of a valid job then an invalid one", []queue.NewJob{{Entrypoint: "ok"}, {Entrypoint: ""}}, jwpgx.ErrInvalidJob},
+		{"Enqueue repeating a dedupe key", []queue.NewJob{{Entrypoint: "x", DedupeKey: "twice"}, {Entrypoint: "x", DedupeKey: "twice"}}, jwpgx.ErrDuplicate},
 	} {
 		add(inputCase{name: c.name, on: onDB, want: []error{c.want}, run: enqueue(c.jobs...)})
 	}
 	add(inputCase{name: "Enqueue with a dedupe key already held", on: onDB, want: []error{jwpgx.ErrDuplicate},
 		run: func(t *testing.T, f *inputFixture) error {
-			return enqueue(jwpgx.NewJob{Entrypoint: "ok"}, jwpgx.NewJob{Entrypoint: "x", DedupeKey: f.dedupeKey})(t, f)
+			return enqueue(queue.NewJob{Entrypoint: "ok"}, queue.NewJob{Entrypoint: "x", DedupeKey: f.dedupeKey})(t, f)
 		}})
 	for _, c := range []struct {
 		name string
-		req  jwpgx.ClaimRequest
+		req  queue.ClaimRequest
 	}{
-		{"Claim with no entrypoints", jwpgx.ClaimRequest{Limit: 1}},
-		{"Claim with an empty entrypoint", jwpgx.ClaimRequest{Entrypoints: []string{""}, Limit: 1}},
-		{"Claim with NUL in an entrypoint", jwpgx.ClaimRequest{Entrypoints: []string{"in\x00put"}, Limit: 1}},
-		{"Claim with limit 0", jwpgx.ClaimRequest{Entrypoints: []string{"input"}}},
-		{"Claim with limit -1", jwpgx.ClaimRequest{Entrypoints: []string{"input"}, Limit: -1}},
-		{"Claim with limit 100,001", jwpgx.ClaimRequest{Entrypoints: []string{"input"}, Limit: 100001}},
+		{"Claim with no entrypoints", queue.ClaimRequest{Limit: 1}},
+		{"Claim with an empty entrypoint", queue.ClaimRequest{Entrypoints: []string{""}, Limit: 1}},
+		{"Claim with NUL in an entrypoint", queue.ClaimRequest{Entrypoints: []string{"in\x00put"}, Limit: 1}},
+		{"Claim with limit 0", queue.ClaimRequest{Entrypoints: []string{"input"}}},
+		{"Claim with limit -1", queue.ClaimRequest{Entrypoints: []string{"input"}, Limit: -1}},
+		{"Claim with limit 100,001", queue.ClaimRequest{Entrypoints: []string{"input"}, Limit: 100001}},
 	} {
 		add(inputCase{name: c.name, on: onDB, want: []error{jwpgx.ErrInvalidJob},
 			run: func(t *testing.T, f *inputFixture) error {
@@ -517,17 +520,19 @@ func TestBadInput(t *testing.T) {
 	}
 	for _, c := range []struct {
 		name string
-		tb   any
+		tb   queue.Traceback
 		want error
 	}{
-		{"Exception with a traceback that is not JSON", json.RawMessage(`{"bad"`), jwpgx.ErrInvalidJob},
-		{"Exception with a traceback that cannot be encoded", map[string]any{"c": make(chan int)}, jwpgx.ErrInvalidJob},
+		{"Exception with a traceback that is not JSON", queue.Traceback{Raw: json.RawMessage(`{"bad"`)}, jwpgx.ErrInvalidJob},
+		{"Exception with a traceback that cannot be encoded", queue.Traceback{AdditionalContext: map[string]any{"c": make(chan int)}}, jwpgx.ErrInvalidJob},
 	} {
 		add(inputCase{name: c.name, on: onDB, want: []error{c.want},
 			run: func(t *testing.T, f *inputFixture) error { return f.e.b.Exception(pgtest.Context(t), f.picked, c.tb) }})
 	}
 	add(inputCase{name: "Exception of a queued job", on: onDB, want: []error{statemachine.ErrIllegalTransition},
-		run: func(t *testing.T, f *inputFixture) error { return f.e.b.Exception(pgtest.Context(t), f.queued, "tb") }})
+		run: func(t *testing.T, f *inputFixture) error {
+			return f.e.b.Exception(pgtest.Context(t), f.queued, queue.Traceback{ExceptionMessage: "tb"})
+		}})
 	add(inputCase{name: "FetchStatuses of ids <= 0 finds nothing", on: onDB,
 		run: func(t *testing.T, f *inputFixture) error {
 			sts, err := f.e.b.FetchStatuses(pgtest.Context(t), ids(0, -1, math.MinInt64))
@@ -541,7 +546,7 @@ func TestBadInput(t *testing.T) {
 	fixtures := map[int][]*inputFixture{onNothing: {{kind: "none", marker: marker}}}
 	fb := fake.New()
 	t.Cleanup(func() { fb.Close() })
-	fids, err := fb.Enqueue(context.Background(), 2)
+	fids, err := fb.EnqueueN(context.Background(), 2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -553,7 +558,7 @@ func TestBadInput(t *testing.T) {
 	for _, kind := range stressKinds {
 		e := newStressEnv(t, kind, stressEnvOpts{maxConns: 4})
 		key := "held-" + stressHex(4)
-		got, err := e.b.Enqueue(e.ctx, jwpgx.NewJob{Entrypoint: "input", DedupeKey: key}, jwpgx.NewJob{Entrypoint: "input"})
+		got, err := e.b.Enqueue(e.ctx, queue.NewJob{Entrypoint: "input", DedupeKey: key}, queue.NewJob{Entrypoint: "input"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -686,7 +691,7 @@ func stressAcceptedName(t *testing.T, f *inputFixture, prefix, schema string) {
 		t.Fatalf("queue table %q.%q: found %d, %v", schema, prefix+"pgqueuer", n, err)
 	}
 	w := newStressWatcher(t, b, jobwatch.WithRefreshInterval(time.Hour), jobwatch.WithDebounce(time.Millisecond))
-	ids, err := b.Enqueue(ctx, jwpgx.NewJob{Entrypoint: "accepted"})
+	ids, err := b.Enqueue(ctx, queue.NewJob{Entrypoint: "accepted"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -951,12 +956,12 @@ func stressExercise(t *testing.T, kind, dsn, prefix, schema string) (errs, logs 
 	collect("Install", err)
 	_, err = b.Installed(ctx)
 	collect("Installed", err)
-	_, err = b.Enqueue(ctx, jwpgx.NewJob{Entrypoint: "leak"})
+	_, err = b.Enqueue(ctx, queue.NewJob{Entrypoint: "leak"})
 	collect("Enqueue", err)
-	_, err = b.Claim(ctx, jwpgx.ClaimRequest{Entrypoints: []string{"leak"}, Limit: 1})
+	_, err = b.Claim(ctx, queue.ClaimRequest{Entrypoints: []string{"leak"}, Limit: 1})
 	collect("Claim", err)
 	collect("Apply", b.Apply(ctx, statemachine.Complete, 1))
-	collect("Exception", b.Exception(ctx, 1, "traceback"))
+	collect("Exception", b.Exception(ctx, 1, queue.Traceback{ExceptionMessage: "traceback"}))
 	_, err = b.FetchStatuses(ctx, []jobwatch.JobID{1})
 	collect("FetchStatuses", err)
 	collect("NotifyRaw", b.NotifyRaw(ctx, `{"type":"x"}`))

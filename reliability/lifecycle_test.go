@@ -30,6 +30,7 @@ import (
 	jwpgx "github.com/jobwatch/jobwatch/backends/pgx"
 	jwpq "github.com/jobwatch/jobwatch/backends/pq"
 	"github.com/jobwatch/jobwatch/internal/pgtest"
+	"github.com/jobwatch/jobwatch/queue"
 	"github.com/jobwatch/jobwatch/statemachine"
 )
 
@@ -39,17 +40,17 @@ import (
 // stressKinds are the database backends every database test runs on.
 var stressKinds = []string{"pgx", "pq"}
 
-// stressBackend is what both database backends offer (jwpgx.NewJob, Job and
-// ClaimRequest are aliases of the same shared types in both packages).
+// stressBackend is what both database backends offer (queue.Queue and
+// more).
 type stressBackend interface {
 	jobwatch.Driver
 	Install(ctx context.Context) (jwpgx.InstallResult, error)
 	Installed(ctx context.Context) (bool, error)
 	Uninstall(ctx context.Context) error
-	Enqueue(ctx context.Context, jobs ...jwpgx.NewJob) ([]jobwatch.JobID, error)
-	Claim(ctx context.Context, req jwpgx.ClaimRequest) ([]jwpgx.Job, error)
+	Enqueue(ctx context.Context, jobs ...queue.NewJob) ([]jobwatch.JobID, error)
+	Claim(ctx context.Context, req queue.ClaimRequest) ([]queue.Job, error)
 	Apply(ctx context.Context, ev statemachine.Event, ids ...jobwatch.JobID) error
-	Exception(ctx context.Context, id jobwatch.JobID, traceback any) error
+	Exception(ctx context.Context, id jobwatch.JobID, tb queue.Traceback) error
 	NotifyRaw(ctx context.Context, payload string) error
 	Channel() string
 	QueueTable() string
@@ -281,9 +282,9 @@ func (e *stressEnv) enqueue(n int, ep string) []jobwatch.JobID {
 	var ids []jobwatch.JobID
 	for n > 0 {
 		batch := min(n, 5000)
-		jobs := make([]jwpgx.NewJob, batch)
+		jobs := make([]queue.NewJob, batch)
 		for i := range jobs {
-			jobs[i] = jwpgx.NewJob{Entrypoint: ep}
+			jobs[i] = queue.NewJob{Entrypoint: ep}
 		}
 		got, err := e.b.Enqueue(e.ctx, jobs...)
 		if err != nil {
@@ -569,7 +570,7 @@ func TestLifecycleClaimExactlyOnce(t *testing.T) {
 				want[id] = true
 			}
 
-			claimed := make([][]jwpgx.Job, workers)
+			claimed := make([][]queue.Job, workers)
 			errs := make([]error, workers)
 			start := make(chan struct{})
 			var wg sync.WaitGroup
@@ -579,7 +580,7 @@ func TestLifecycleClaimExactlyOnce(t *testing.T) {
 					defer wg.Done()
 					<-start
 					for {
-						got, err := e.b.Claim(e.ctx, jwpgx.ClaimRequest{
+						got, err := e.b.Claim(e.ctx, queue.ClaimRequest{
 							Entrypoints: []string{"claim-race"}, Limit: limit, QueueManagerID: stressWorkerUUID(w)})
 						if err != nil {
 							errs[w] = err
@@ -1005,7 +1006,7 @@ func TestLifecycleKilledMidTransition(t *testing.T) {
 				logRows := e.scalar("SELECT count(*) FROM " + e.b.LogTable())
 				done := make(chan error, 1)
 				go func() {
-					_, err := e.b.Enqueue(e.ctx, jwpgx.NewJob{Entrypoint: "kill", DedupeKey: key})
+					_, err := e.b.Enqueue(e.ctx, queue.NewJob{Entrypoint: "kill", DedupeKey: key})
 					done <- err
 				}()
 				e.terminate(e.blockedBehind(conn.PgConn().PID()))
@@ -1069,7 +1070,7 @@ func TestLifecycleKilledMidTransition(t *testing.T) {
 								return
 							default:
 							}
-							jobs, err := writer.Claim(ctx, jwpgx.ClaimRequest{Entrypoints: []string{"chaos"}, Limit: 5})
+							jobs, err := writer.Claim(ctx, queue.ClaimRequest{Entrypoints: []string{"chaos"}, Limit: 5})
 							if err != nil {
 								failures.Add(1)
 								continue

@@ -328,7 +328,7 @@ func TestLoadWaitsFake(t *testing.T) {
 	leaks := goleak.IgnoreCurrent()
 	plan := stressPlan{singles: 1000, alls: 1000, allSize: 50, eaches: 1000, eachSize: 49}
 	fb := fake.New()
-	ids, err := fb.Enqueue(context.Background(), plan.total())
+	ids, err := fb.EnqueueN(context.Background(), plan.total())
 	if err != nil {
 		t.Fatal(err)
 	}

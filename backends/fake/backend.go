@@ -19,8 +19,8 @@ var (
 )
 
 // Backend is an in-memory, PgQueuer-compatible job store that implements
-// jobwatch.Driver. Create it with New and Close it when the test ends (for
-// example with t.Cleanup); the zero value is not usable.
+// jobwatch.Driver and queue.Queue. Create it with New and Close it when the
+// test ends (for example with t.Cleanup); the zero value is not usable.
 //
 // A Backend is safe for concurrent use by multiple goroutines.
 type Backend struct {
@@ -33,8 +33,8 @@ type Backend struct {
 
 	mu     sync.Mutex
 	closed bool
-	jobs   map[jobwatch.JobID]statemachine.State // committed states
-	nextID jobwatch.JobID                        // last id handed out
+	store  store          // committed jobs and the dedupe index
+	nextID jobwatch.JobID // last id handed out
 	// changelog lists the ids of every committed change, in commit order:
 	// the change feed. It only grows, which suits a test's lifetime.
 	changelog []jobwatch.JobID
@@ -57,7 +57,7 @@ func New(opts ...Option) *Backend {
 	return &Backend{
 		cfg:     cfg,
 		done:    make(chan struct{}),
-		jobs:    make(map[jobwatch.JobID]statemachine.State),
+		store:   newStore(),
 		subs:    make(map[*subscription]struct{}),
 		changed: make(chan struct{}),
 	}
@@ -121,10 +121,10 @@ func (b *Backend) FetchStatuses(ctx context.Context, ids []jobwatch.JobID) ([]jo
 		b.mu.Unlock()
 		return nil, fmt.Errorf("fake: fetch statuses: %w", err)
 	}
-	out := make([]jobwatch.Status, 0, min(len(ids), len(b.jobs)))
+	out := make([]jobwatch.Status, 0, min(len(ids), len(b.store.jobs)))
 	seen := make(map[jobwatch.JobID]struct{})
 	for _, id := range ids {
-		st, ok := b.jobs[id]
+		r, ok := b.store.jobs[id]
 		if !ok {
 			continue
 		}
@@ -132,7 +132,7 @@ func (b *Backend) FetchStatuses(ctx context.Context, ids []jobwatch.JobID) ([]jo
 			continue
 		}
 		seen[id] = struct{}{}
-		out = append(out, jobwatch.Status{ID: id, State: st})
+		out = append(out, jobwatch.Status{ID: id, State: r.job.Status})
 	}
 	b.counts.idsRead += uint64(len(ids))
 	g := b.gate
@@ -156,8 +156,11 @@ func (b *Backend) FetchStatuses(ctx context.Context, ids []jobwatch.JobID) ([]jo
 func (b *Backend) State(id jobwatch.JobID) (statemachine.State, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	st, ok := b.jobs[id]
-	return st, ok
+	r, ok := b.store.jobs[id]
+	if !ok {
+		return statemachine.None, false
+	}
+	return r.job.Status, true
 }
 
 // Close closes the Backend: every live subscription fails with an error

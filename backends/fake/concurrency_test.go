@@ -34,7 +34,7 @@ func TestConcurrentUse(t *testing.T) {
 		}()
 	}
 	run(func(i int) { // a worker: enqueue, claim, finish
-		ids, err := b.Enqueue(ctx, 1+i%5)
+		ids, err := b.EnqueueN(ctx, 1+i%5)
 		if err != nil {
 			return
 		}
@@ -43,7 +43,7 @@ func TestConcurrentUse(t *testing.T) {
 	})
 	run(func(i int) { // transactions, some rolled back
 		_ = b.Tx(ctx, func(tx *Tx) error {
-			ids, err := tx.Enqueue(ctx, 2)
+			ids, err := tx.EnqueueN(ctx, 2)
 			if err != nil {
 				return err
 			}
@@ -113,8 +113,8 @@ func TestConcurrentUse(t *testing.T) {
 
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for id, st := range b.jobs {
-		if !st.Valid() || id <= 0 || id > b.nextID {
+	for id, r := range b.store.jobs {
+		if st := r.job.Status; !st.Valid() || id <= 0 || id > b.nextID {
 			t.Fatalf("job %d has state %v", id, st)
 		}
 	}

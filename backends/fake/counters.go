@@ -23,7 +23,8 @@ type Counters struct {
 	// ActiveSubscriptions is how many subscriptions are live now (not
 	// closed or disconnected). It is a gauge: ResetCounters keeps it.
 	ActiveSubscriptions int
-	// Commits counts committed writes that changed something.
+	// Commits counts committed writes that changed a job's state (not
+	// heartbeats).
 	Commits uint64
 	// NotificationsSent counts notifications handed to a live
 	// subscription, one per subscription per delivery (duplicates twice,

@@ -1,6 +1,10 @@
 package fake
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/jobwatch/jobwatch/queue"
+)
 
 // Sentinel errors, matched with errors.Is. Errors returned by this package
 // wrap them with context.
@@ -16,13 +20,23 @@ var (
 	// Backend.Disconnect). Notifications it had buffered are lost; call
 	// Listen again and re-read statuses.
 	ErrDisconnected = errors.New("fake: connection lost")
-	// ErrUnknownJob: a write named a job that does not exist (ids <= 0
-	// never exist).
-	ErrUnknownJob = errors.New("fake: unknown job")
+	// ErrUnknownJob is queue.ErrUnknownJob (the same value): a write or
+	// Inspect named a job that does not exist. From a transition the error
+	// also matches statemachine.ErrIllegalTransition, as on PostgreSQL.
+	ErrUnknownJob = queue.ErrUnknownJob
+	// ErrDuplicate is queue.ErrDuplicate: a dedupe key is taken; the error
+	// is a *queue.DuplicateError naming the job that holds it.
+	ErrDuplicate = queue.ErrDuplicate
+	// ErrInvalidJob is queue.ErrInvalidJob: a NewJob, ClaimRequest or
+	// Traceback that cannot be written.
+	ErrInvalidJob = queue.ErrInvalidJob
 	// ErrInjected: the default error of FailReads and FailListens.
 	ErrInjected = errors.New("fake: injected failure")
-	// ErrInvalidArgument: a nil context or function, n <= 0 or too large,
-	// no ids, or Enqueue passed to Apply.
+	// ErrInvalidArgument: a nil context or function, an EnqueueN count
+	// that is not 1..MaxBatch, no ids or an id <= 0 (those errors match
+	// jobwatch.ErrInvalidID too), an invalid event or Enqueue passed to
+	// Apply (matching statemachine.ErrIllegalTransition too), or a cursor
+	// the fake did not make.
 	ErrInvalidArgument = errors.New("fake: invalid argument")
 	// ErrTxDone: a Tx was used after its function returned.
 	ErrTxDone = errors.New("fake: transaction already finished")

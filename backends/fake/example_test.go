@@ -33,7 +33,7 @@ func Example() {
 	b := fake.New()
 	defer b.Close()
 
-	ids, _ := b.Enqueue(ctx, 2)                     // jobs 1 and 2, queued
+	ids, _ := b.EnqueueN(ctx, 2)                    // jobs 1 and 2, queued
 	_ = b.Apply(ctx, statemachine.Claim, ids...)    // a worker picks both
 	_ = b.Apply(ctx, statemachine.Complete, ids[0]) // job 1 succeeds
 
@@ -66,7 +66,7 @@ func ExampleBackend_Listen() {
 	defer b.Close()
 
 	sub, _ := b.Listen(ctx)
-	ids, _ := b.Enqueue(ctx, 100) // one commit, one notification
+	ids, _ := b.EnqueueN(ctx, 100) // one commit, one notification
 	n, _ := sub.Next(ctx)
 	fmt.Printf("%+v\n", n)
 

@@ -47,7 +47,7 @@ func (b *Backend) Changes(ctx context.Context, cur jobwatch.Cursor) (jobwatch.Ch
 	for _, id := range b.changelog[from:] {
 		if !seen[id] {
 			seen[id] = true
-			out = append(out, jobwatch.Status{ID: id, State: b.jobs[id]})
+			out = append(out, jobwatch.Status{ID: id, State: b.store.jobs[id].job.Status})
 		}
 	}
 	b.counts.changesRead += uint64(len(out))

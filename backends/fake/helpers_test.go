@@ -49,7 +49,7 @@ func next(t *testing.T, s jobwatch.Subscription) jobwatch.Notification {
 
 func enqueue(t *testing.T, b *Backend, n int) []jobwatch.JobID {
 	t.Helper()
-	ids, err := b.Enqueue(testCtx(t), n)
+	ids, err := b.EnqueueN(testCtx(t), n)
 	if err != nil {
 		t.Fatalf("Enqueue(%d): %v", n, err)
 	}

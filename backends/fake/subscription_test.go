@@ -248,7 +248,7 @@ func TestBackendClose(t *testing.T) {
 	wantErr(t, err, ErrClosed)
 	_, err = b.FetchStatuses(ctx, ids)
 	wantErr(t, err, ErrClosed)
-	_, err = b.Enqueue(ctx, 1)
+	_, err = b.EnqueueN(ctx, 1)
 	wantErr(t, err, ErrClosed)
 	wantErr(t, b.Apply(ctx, statemachine.Claim, ids...), ErrClosed)
 	wantErr(t, b.Tx(ctx, func(*Tx) error { return nil }), ErrClosed)

@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/jobwatch/jobwatch"
+	"github.com/jobwatch/jobwatch/queue"
 	"github.com/jobwatch/jobwatch/statemachine"
 )
 
@@ -25,8 +26,9 @@ type Tx struct {
 }
 
 type txOp struct {
-	ev  statemachine.Event // Enqueue for an enqueue
-	ids []jobwatch.JobID
+	ev   statemachine.Event // Enqueue for an enqueue
+	ids  []jobwatch.JobID
+	jobs []queue.NewJob // an enqueue's jobs
 }
 
 // Tx runs fn in a transaction. If fn returns nil and ctx is still live, its
@@ -51,7 +53,7 @@ func (b *Backend) Tx(ctx context.Context, fn func(tx *Tx) error) error {
 		b.mu.Unlock()
 		return fmt.Errorf("fake: tx: %w", ErrClosed)
 	}
-	tx := &Tx{b: b, st: newStage(b.jobs)}
+	tx := &Tx{b: b, st: newStage(&b.store)}
 	b.mu.Unlock()
 
 	if err := tx.run(fn); err != nil {
@@ -81,13 +83,15 @@ func (b *Backend) commitTx(tx *Tx) error {
 		b.mu.Unlock()
 		return fmt.Errorf("fake: commit: %w", ErrClosed)
 	}
-	st := newStage(b.jobs)
+	st := newStage(&b.store)
 	for _, op := range tx.ops {
+		var err error
 		if op.ev == statemachine.Enqueue {
-			st.enqueue(op.ids)
-			continue
+			err = st.enqueue(op.ids, op.jobs)
+		} else {
+			err = st.apply(op.ev, op.ids, nil)
 		}
-		if err := st.apply(op.ev, op.ids); err != nil {
+		if err != nil {
 			b.mu.Unlock()
 			return fmt.Errorf("fake: commit: %w: %w", ErrConflict, err)
 		}
@@ -98,11 +102,11 @@ func (b *Backend) commitTx(tx *Tx) error {
 	return nil
 }
 
-// Enqueue creates n queued jobs in the transaction, as Backend.Enqueue does
-// outside one. The ids are taken from the sequence at once and are not
+// EnqueueN creates n queued jobs in the transaction, as Backend.EnqueueN
+// does outside one. The ids are taken from the sequence at once and are not
 // given back if the transaction rolls back. It never blocks; on error
 // nothing is staged.
-func (tx *Tx) Enqueue(ctx context.Context, n int) ([]jobwatch.JobID, error) {
+func (tx *Tx) EnqueueN(ctx context.Context, n int) ([]jobwatch.JobID, error) {
 	if err := checkCtx(ctx); err != nil {
 		return nil, err
 	}
@@ -121,8 +125,11 @@ func (tx *Tx) Enqueue(ctx context.Context, n int) ([]jobwatch.JobID, error) {
 		return nil, fmt.Errorf("fake: enqueue: %w", ErrClosed)
 	}
 	ids := b.allocLocked(n)
-	tx.st.enqueue(ids)
-	tx.ops = append(tx.ops, txOp{ev: statemachine.Enqueue, ids: ids})
+	jobs := defaultJobs(n)
+	if err := tx.st.enqueue(ids, jobs); err != nil {
+		return nil, fmt.Errorf("fake: enqueue: %w", err) // jobs without a dedupe key: cannot happen
+	}
+	tx.ops = append(tx.ops, txOp{ev: statemachine.Enqueue, ids: ids, jobs: jobs})
 	return slices.Clone(ids), nil
 }
 
@@ -148,8 +155,8 @@ func (tx *Tx) Apply(ctx context.Context, ev statemachine.Event, ids ...jobwatch.
 	if b.closed {
 		return fmt.Errorf("fake: %s: %w", ev, ErrClosed)
 	}
-	if err := tx.st.apply(ev, ids); err != nil {
-		return err
+	if err := tx.st.apply(ev, ids, nil); err != nil {
+		return fmt.Errorf("fake: %s: %w", ev, err)
 	}
 	tx.ops = append(tx.ops, txOp{ev: ev, ids: slices.Clone(ids)})
 	return nil
@@ -166,5 +173,5 @@ func (tx *Tx) State(id jobwatch.JobID) (statemachine.State, bool) {
 	}
 	tx.b.mu.Lock()
 	defer tx.b.mu.Unlock()
-	return tx.st.get(id)
+	return tx.st.state(id)
 }

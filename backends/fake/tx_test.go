@@ -19,7 +19,7 @@ func TestTxCommit(t *testing.T) {
 	var created []jobwatch.JobID
 	err := b.Tx(ctx, func(tx *Tx) error {
 		var err error
-		if created, err = tx.Enqueue(ctx, 3); err != nil {
+		if created, err = tx.EnqueueN(ctx, 3); err != nil {
 			return err
 		}
 		if err := tx.Apply(ctx, statemachine.Claim, created[0], existing[0]); err != nil {
@@ -75,7 +75,7 @@ func TestTxRollback(t *testing.T) {
 		wantErr []error
 	}{
 		{"fn error", func(ctx context.Context, _ context.CancelFunc, _ *Backend, tx *Tx) error {
-			if _, err := tx.Enqueue(ctx, 2); err != nil {
+			if _, err := tx.EnqueueN(ctx, 2); err != nil {
 				return err
 			}
 			if err := tx.Apply(ctx, statemachine.Claim, 1); err != nil {
@@ -91,7 +91,7 @@ func TestTxRollback(t *testing.T) {
 			return nil
 		}, []error{context.Canceled}},
 		{"conflict", func(ctx context.Context, _ context.CancelFunc, b *Backend, tx *Tx) error {
-			if _, err := tx.Enqueue(ctx, 1); err != nil {
+			if _, err := tx.EnqueueN(ctx, 1); err != nil {
 				return err
 			}
 			if err := tx.Apply(ctx, statemachine.Claim, 1); err != nil {
@@ -151,7 +151,7 @@ func TestTxSequenceNotRolledBack(t *testing.T) {
 	b := newBackend(t)
 	ctx := testCtx(t)
 	_ = b.Tx(ctx, func(tx *Tx) error {
-		_, _ = tx.Enqueue(ctx, 2)
+		_, _ = tx.EnqueueN(ctx, 2)
 		return errors.New("roll back")
 	})
 	if ids := enqueue(t, b, 1); ids[0] != 3 {
@@ -212,7 +212,7 @@ func TestTxMisuse(t *testing.T) {
 	if err := b.Tx(ctx, func(tx *Tx) error { leaked = tx; return nil }); err != nil {
 		t.Fatalf("Tx: %v", err)
 	}
-	_, err := leaked.Enqueue(ctx, 1)
+	_, err := leaked.EnqueueN(ctx, 1)
 	wantErr(t, err, ErrTxDone)
 	wantErr(t, leaked.Apply(ctx, statemachine.Claim, 1), ErrTxDone)
 	if _, ok := leaked.State(1); ok {
@@ -220,8 +220,8 @@ func TestTxMisuse(t *testing.T) {
 	}
 
 	err = b.Tx(ctx, func(tx *Tx) error {
-		if _, err := tx.Enqueue(ctx, 0); !errors.Is(err, ErrInvalidArgument) {
-			t.Errorf("tx.Enqueue(0): %v", err)
+		if _, err := tx.EnqueueN(ctx, 0); !errors.Is(err, ErrInvalidArgument) {
+			t.Errorf("tx.EnqueueN(0): %v", err)
 		}
 		if err := tx.Apply(ctx, statemachine.Enqueue, 1); !errors.Is(err, ErrInvalidArgument) {
 			t.Errorf("tx.Apply(Enqueue): %v", err)

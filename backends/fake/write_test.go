@@ -25,7 +25,7 @@ func TestEnqueue(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			b := newBackend(t)
-			ids, err := b.Enqueue(testCtx(t), tt.n)
+			ids, err := b.EnqueueN(testCtx(t), tt.n)
 			if tt.wantErr != nil {
 				wantErr(t, err, tt.wantErr)
 				if ids != nil || b.Counters().Commits != 0 {
@@ -122,13 +122,13 @@ func TestApplyAtomic(t *testing.T) {
 	}{
 		{"illegal for one id", statemachine.Claim, []jobwatch.JobID{2, 1, 3}, []error{statemachine.ErrIllegalTransition}, 1},
 		{"illegal for every id", statemachine.Complete, []jobwatch.JobID{2, 3}, []error{statemachine.ErrIllegalTransition}, 2},
-		{"duplicate id", statemachine.Claim, []jobwatch.JobID{2, 3, 2}, []error{statemachine.ErrIllegalTransition}, 2},
-		{"unknown id", statemachine.Claim, []jobwatch.JobID{2, 99}, []error{ErrUnknownJob}, 0},
-		{"zero id", statemachine.Cancel, []jobwatch.JobID{0}, []error{ErrUnknownJob}, 0},
-		{"negative id", statemachine.Cancel, []jobwatch.JobID{2, -1}, []error{ErrUnknownJob}, 0},
-		{"enqueue", statemachine.Enqueue, []jobwatch.JobID{2}, []error{ErrInvalidArgument}, 0},
-		{"no ids", statemachine.Claim, nil, []error{ErrInvalidArgument}, 0},
-		{"zero event", 0, []jobwatch.JobID{2}, []error{ErrInvalidArgument, statemachine.ErrUnknownEvent}, 0},
+		{"repeated id, illegal", statemachine.Claim, []jobwatch.JobID{2, 1, 2}, []error{statemachine.ErrIllegalTransition}, 1},
+		{"unknown id", statemachine.Claim, []jobwatch.JobID{2, 99}, []error{ErrUnknownJob, statemachine.ErrIllegalTransition}, 99},
+		{"zero id", statemachine.Cancel, []jobwatch.JobID{0}, []error{jobwatch.ErrInvalidID, ErrInvalidArgument}, 0},
+		{"negative id", statemachine.Cancel, []jobwatch.JobID{2, -1}, []error{jobwatch.ErrInvalidID, ErrInvalidArgument}, 0},
+		{"enqueue", statemachine.Enqueue, []jobwatch.JobID{2}, []error{ErrInvalidArgument, statemachine.ErrIllegalTransition}, 0},
+		{"no ids", statemachine.Claim, nil, []error{jobwatch.ErrInvalidID, ErrInvalidArgument}, 0},
+		{"zero event", 0, []jobwatch.JobID{2}, []error{ErrInvalidArgument, statemachine.ErrUnknownEvent, statemachine.ErrIllegalTransition}, 0},
 		{"out of range event", 200, []jobwatch.JobID{2}, []error{ErrInvalidArgument, statemachine.ErrUnknownEvent}, 0},
 	}
 	for _, tt := range tests {
@@ -158,6 +158,19 @@ func TestApplyAtomic(t *testing.T) {
 			assertEmpty(t, s)
 			expectMarker(t, b, s)
 		})
+	}
+}
+
+// TestApplyRepeatedID: a repeated id counts once, as on PostgreSQL.
+func TestApplyRepeatedID(t *testing.T) {
+	b := newBackend(t)
+	ids := enqueue(t, b, 2)
+	apply(t, b, statemachine.Claim, ids[0], ids[1], ids[0])
+	if got := states(t, b, ids...); !slices.Equal(got, []statemachine.State{statemachine.Picked, statemachine.Picked}) {
+		t.Fatalf("states %v, want both picked", got)
+	}
+	if c := b.Counters().Commits; c != 2 {
+		t.Fatalf("commits = %d, want 2", c)
 	}
 }
 
@@ -210,7 +223,7 @@ func TestVisibleBeforeNotified(t *testing.T) {
 	go func() {
 		writerErr <- func() error {
 			for range jobs {
-				ids, err := b.Enqueue(ctx, 1)
+				ids, err := b.EnqueueN(ctx, 1)
 				if err != nil {
 					return err
 				}
@@ -259,7 +272,7 @@ func TestWriteCtx(t *testing.T) {
 		want error
 	}{{"canceled", ctx, context.Canceled}, {"nil", nilCtx, ErrInvalidArgument}} {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := b.Enqueue(tc.ctx, 1); !errors.Is(err, tc.want) {
+			if _, err := b.EnqueueN(tc.ctx, 1); !errors.Is(err, tc.want) {
 				t.Fatalf("Enqueue: %v, want %v", err, tc.want)
 			}
 			if err := b.Apply(tc.ctx, statemachine.Claim, ids...); !errors.Is(err, tc.want) {

@@ -1,7 +1,7 @@
 // Package pgx is the jobwatch backend for jackc/pgx v5: a jobwatch.Driver
 // over a *pgxpool.Pool, the PgQueuer-compatible installer, and the job
-// lifecycle (enqueue, claim, complete, ...) with every write in one
-// transaction.
+// lifecycle of queue.Queue (enqueue, claim, complete, ..., inspect) with
+// every write in one transaction.
 //
 // Listening takes one connection out of the pool for each subscription
 // (acquired, then hijacked: it never returns to the pool) and checks it end
@@ -36,14 +36,6 @@ var (
 	ErrInvalidIdentifier = pgschema.ErrInvalidIdentifier
 	// ErrPartialInstall: some but not all of the queue's objects exist.
 	ErrPartialInstall = pgschema.ErrPartialInstall
-	// ErrUnknownJob: a transition named a job the database has never seen.
-	// It also matches statemachine.ErrIllegalTransition.
-	ErrUnknownJob = pgschema.ErrUnknownJob
-	// ErrDuplicate: an enqueued job's dedupe key is already taken by a
-	// queued or picked job.
-	ErrDuplicate = pgschema.ErrDuplicate
-	// ErrInvalidJob: a NewJob or ClaimRequest that cannot be written.
-	ErrInvalidJob = pgschema.ErrInvalidJob
 	// ErrInvalidOption: an option New rejects.
 	ErrInvalidOption = errors.New("jobwatch/pgx: invalid option")
 	// ErrSubscriptionClosed is returned by Next after Close.
@@ -51,20 +43,6 @@ var (
 	// ErrUnhealthy: the listening connection failed its health check.
 	ErrUnhealthy = errors.New("jobwatch/pgx: listener health check failed")
 )
-
-// NewJob is a job to enqueue: Entrypoint (required), Payload (empty is
-// stored as NULL), Priority (higher first), ExecuteAfter (a delay, >= 0),
-// DedupeKey (optional; unique among queued and picked jobs) and Headers
-// (stored as JSON).
-type NewJob = pgschema.NewJob
-
-// Job is a row of the queue table, as Claim returns it.
-type Job = pgschema.Job
-
-// ClaimRequest asks Claim for up to Limit queued jobs of Entrypoints whose
-// execute_after has passed; QueueManagerID (a UUID, zero for NULL) is
-// recorded on them.
-type ClaimRequest = pgschema.ClaimRequest
 
 // DefaultHealthCheck is the default idle interval after which a
 // subscription checks its connection.

@@ -7,9 +7,9 @@ import (
 
 	"github.com/jobwatch/jobwatch"
 	"github.com/jobwatch/jobwatch/backends/internal/pgschema"
-	jwpgx "github.com/jobwatch/jobwatch/backends/pgx"
 	"github.com/jobwatch/jobwatch/conformance"
 	"github.com/jobwatch/jobwatch/internal/pgtest"
+	"github.com/jobwatch/jobwatch/queue"
 	"github.com/jobwatch/jobwatch/statemachine"
 )
 
@@ -26,9 +26,9 @@ var (
 func (h harness) Driver() jobwatch.Driver { return h.e.b }
 
 func (h harness) Enqueue(ctx context.Context, n int) ([]jobwatch.JobID, error) {
-	jobs := make([]jwpgx.NewJob, n)
+	jobs := make([]queue.NewJob, n)
 	for i := range jobs {
-		jobs[i] = jwpgx.NewJob{Entrypoint: "conformance"}
+		jobs[i] = queue.NewJob{Entrypoint: "conformance"}
 	}
 	return h.e.b.Enqueue(ctx, jobs...)
 }

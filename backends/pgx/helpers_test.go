@@ -9,6 +9,7 @@ import (
 	"github.com/jobwatch/jobwatch"
 	jwpgx "github.com/jobwatch/jobwatch/backends/pgx"
 	"github.com/jobwatch/jobwatch/internal/pgtest"
+	"github.com/jobwatch/jobwatch/queue"
 	"github.com/jobwatch/jobwatch/statemachine"
 )
 
@@ -62,9 +63,9 @@ func newEnvDSN(t *testing.T, dsn string, opts ...jwpgx.Option) *env {
 // enqueue adds n plain jobs.
 func (e *env) enqueue(n int) []jobwatch.JobID {
 	e.t.Helper()
-	jobs := make([]jwpgx.NewJob, n)
+	jobs := make([]queue.NewJob, n)
 	for i := range jobs {
-		jobs[i] = jwpgx.NewJob{Entrypoint: "test"}
+		jobs[i] = queue.NewJob{Entrypoint: "test"}
 	}
 	ids, err := e.b.Enqueue(e.ctx, jobs...)
 	if err != nil {

@@ -12,9 +12,14 @@ import (
 	"testing"
 	"time"
 
+	pgxv5 "github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/jobwatch/jobwatch"
 	jwpgx "github.com/jobwatch/jobwatch/backends/pgx"
 	"github.com/jobwatch/jobwatch/internal/pgtest"
+	"github.com/jobwatch/jobwatch/queue"
 	"github.com/jobwatch/jobwatch/statemachine"
 )
 
@@ -22,9 +27,9 @@ func TestEnqueue(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	ids, err := e.b.Enqueue(e.ctx,
-		jwpgx.NewJob{Entrypoint: "a", Payload: []byte("one"), Priority: 5, Headers: map[string]any{"k": "v"}, DedupeKey: "d1"},
-		jwpgx.NewJob{Entrypoint: "b"},
-		jwpgx.NewJob{Entrypoint: "c", ExecuteAfter: time.Hour, Priority: -3},
+		queue.NewJob{Entrypoint: "a", Payload: []byte("one"), Priority: 5, Headers: map[string]any{"k": "v"}, DedupeKey: "d1"},
+		queue.NewJob{Entrypoint: "b"},
+		queue.NewJob{Entrypoint: "c", ExecuteAfter: time.Hour, Priority: -3},
 	)
 	if err != nil {
 		t.Fatal(err)
@@ -72,9 +77,9 @@ func TestEnqueue(t *testing.T) {
 func TestEnqueueOrderLargeBatch(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	jobs := make([]jwpgx.NewJob, 2000)
+	jobs := make([]queue.NewJob, 2000)
 	for i := range jobs {
-		jobs[i] = jwpgx.NewJob{Entrypoint: fmt.Sprintf("e%04d", i), Priority: (i * 7919) % 13}
+		jobs[i] = queue.NewJob{Entrypoint: fmt.Sprintf("e%04d", i), Priority: (i * 7919) % 13}
 	}
 	ids, err := e.b.Enqueue(e.ctx, jobs...)
 	if err != nil {
@@ -106,7 +111,7 @@ func TestEnqueueOrderLargeBatch(t *testing.T) {
 func TestEnqueueRejects(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	for _, jobs := range [][]jwpgx.NewJob{
+	for _, jobs := range [][]queue.NewJob{
 		nil,
 		{{}},
 		{{Entrypoint: "ok"}, {Entrypoint: ""}},
@@ -125,33 +130,34 @@ func TestEnqueueRejects(t *testing.T) {
 func TestEnqueueDuplicate(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	ids, err := e.b.Enqueue(e.ctx, jwpgx.NewJob{Entrypoint: "a", DedupeKey: "k"})
+	ids, err := e.b.Enqueue(e.ctx, queue.NewJob{Entrypoint: "a", DedupeKey: "k"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	queue, logs := e.count("SELECT count(*) FROM "+e.b.QueueTable()), e.count("SELECT count(*) FROM "+e.b.LogTable())
-	_, err = e.b.Enqueue(e.ctx, jwpgx.NewJob{Entrypoint: "a", DedupeKey: "other"}, jwpgx.NewJob{Entrypoint: "a", DedupeKey: "k"})
-	if !errors.Is(err, jwpgx.ErrDuplicate) {
-		t.Fatalf("duplicate key: err = %v, want ErrDuplicate", err)
+	rows, logs := e.count("SELECT count(*) FROM "+e.b.QueueTable()), e.count("SELECT count(*) FROM "+e.b.LogTable())
+	var dup *queue.DuplicateError
+	_, err = e.b.Enqueue(e.ctx, queue.NewJob{Entrypoint: "a", DedupeKey: "other"}, queue.NewJob{Entrypoint: "a", DedupeKey: "k"})
+	if !errors.Is(err, jwpgx.ErrDuplicate) || !errors.As(err, &dup) || *dup != (queue.DuplicateError{Index: 1, Key: "k", ID: ids[0]}) {
+		t.Fatalf("duplicate key: err = %v, want job 1's key held by %d", err, ids[0])
 	}
-	_, err = e.b.Enqueue(e.ctx, jwpgx.NewJob{Entrypoint: "a", DedupeKey: "x"}, jwpgx.NewJob{Entrypoint: "a", DedupeKey: "x"})
-	if !errors.Is(err, jwpgx.ErrDuplicate) {
+	_, err = e.b.Enqueue(e.ctx, queue.NewJob{Entrypoint: "a", DedupeKey: "x"}, queue.NewJob{Entrypoint: "a", DedupeKey: "x"})
+	if !errors.As(err, &dup) || *dup != (queue.DuplicateError{Index: 1, Key: "x"}) {
 		t.Fatalf("duplicate key within a batch: err = %v, want ErrDuplicate", err)
 	}
-	if q, l := e.count("SELECT count(*) FROM "+e.b.QueueTable()), e.count("SELECT count(*) FROM "+e.b.LogTable()); q != queue || l != logs {
-		t.Errorf("failed enqueues wrote rows: %d/%d -> %d/%d", queue, logs, q, l)
+	if q, l := e.count("SELECT count(*) FROM "+e.b.QueueTable()), e.count("SELECT count(*) FROM "+e.b.LogTable()); q != rows || l != logs {
+		t.Errorf("failed enqueues wrote rows: %d/%d -> %d/%d", rows, logs, q, l)
 	}
 	// Picked still holds the key; a finished job frees it.
 	if err := e.b.Apply(e.ctx, statemachine.Claim, ids[0]); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.b.Enqueue(e.ctx, jwpgx.NewJob{Entrypoint: "a", DedupeKey: "k"}); !errors.Is(err, jwpgx.ErrDuplicate) {
+	if _, err := e.b.Enqueue(e.ctx, queue.NewJob{Entrypoint: "a", DedupeKey: "k"}); !errors.As(err, &dup) || dup.ID != ids[0] {
 		t.Fatalf("key of a picked job: err = %v", err)
 	}
 	if err := e.b.Complete(e.ctx, ids[0]); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.b.Enqueue(e.ctx, jwpgx.NewJob{Entrypoint: "a", DedupeKey: "k"}); err != nil {
+	if _, err := e.b.Enqueue(e.ctx, queue.NewJob{Entrypoint: "a", DedupeKey: "k"}); err != nil {
 		t.Fatalf("key of a finished job: %v", err)
 	}
 }
@@ -160,19 +166,19 @@ func TestClaimOrderAndFilters(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	ids, err := e.b.Enqueue(e.ctx,
-		jwpgx.NewJob{Entrypoint: "a", Priority: 1}, // 0
-		jwpgx.NewJob{Entrypoint: "a", Priority: 9}, // 1
-		jwpgx.NewJob{Entrypoint: "b", Priority: 5}, // 2
-		jwpgx.NewJob{Entrypoint: "a", Priority: 9}, // 3
-		jwpgx.NewJob{Entrypoint: "c", Priority: 99},
-		jwpgx.NewJob{Entrypoint: "a", Priority: 50, ExecuteAfter: time.Hour}, // not yet
-		jwpgx.NewJob{Entrypoint: "a", Priority: 0},                           // 6
+		queue.NewJob{Entrypoint: "a", Priority: 1}, // 0
+		queue.NewJob{Entrypoint: "a", Priority: 9}, // 1
+		queue.NewJob{Entrypoint: "b", Priority: 5}, // 2
+		queue.NewJob{Entrypoint: "a", Priority: 9}, // 3
+		queue.NewJob{Entrypoint: "c", Priority: 99},
+		queue.NewJob{Entrypoint: "a", Priority: 50, ExecuteAfter: time.Hour}, // not yet
+		queue.NewJob{Entrypoint: "a", Priority: 0},                           // 6
 	)
 	if err != nil {
 		t.Fatal(err)
 	}
 	qm := [16]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
-	jobs, err := e.b.Claim(e.ctx, jwpgx.ClaimRequest{Entrypoints: []string{"a", "b"}, Limit: 4, QueueManagerID: qm})
+	jobs, err := e.b.Claim(e.ctx, queue.ClaimRequest{Entrypoints: []string{"a", "b"}, Limit: 4, QueueManagerID: qm})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,24 +194,24 @@ func TestClaimOrderAndFilters(t *testing.T) {
 		t.Errorf("claimed %v, want %v (priority desc, id asc)", got, want)
 	}
 	// Only ids[6] is left for a/b: the delayed one is not due.
-	jobs, err = e.b.Claim(e.ctx, jwpgx.ClaimRequest{Entrypoints: []string{"a", "b"}, Limit: 10})
+	jobs, err = e.b.Claim(e.ctx, queue.ClaimRequest{Entrypoints: []string{"a", "b"}, Limit: 10})
 	if err != nil || len(jobs) != 1 || jobs[0].ID != ids[6] || jobs[0].QueueManagerID != ([16]byte{}) {
 		t.Fatalf("second claim = %+v, %v", jobs, err)
 	}
-	if jobs, err := e.b.Claim(e.ctx, jwpgx.ClaimRequest{Entrypoints: []string{"a", "b"}, Limit: 10}); err != nil || len(jobs) != 0 {
+	if jobs, err := e.b.Claim(e.ctx, queue.ClaimRequest{Entrypoints: []string{"a", "b"}, Limit: 10}); err != nil || len(jobs) != 0 {
 		t.Fatalf("third claim = %+v, %v", jobs, err)
 	}
 	// Once due, the delayed job is claimable.
 	if _, err := e.pool.Exec(e.ctx, "UPDATE "+e.b.QueueTable()+" SET execute_after = now() - interval '1 second' WHERE id = $1", int64(ids[5])); err != nil {
 		t.Fatal(err)
 	}
-	if jobs, err := e.b.Claim(e.ctx, jwpgx.ClaimRequest{Entrypoints: []string{"a"}, Limit: 10}); err != nil || len(jobs) != 1 || jobs[0].ID != ids[5] {
+	if jobs, err := e.b.Claim(e.ctx, queue.ClaimRequest{Entrypoints: []string{"a"}, Limit: 10}); err != nil || len(jobs) != 1 || jobs[0].ID != ids[5] {
 		t.Fatalf("claim of the due job = %+v, %v", jobs, err)
 	}
-	if _, err := e.b.Claim(e.ctx, jwpgx.ClaimRequest{Entrypoints: []string{"a"}}); !errors.Is(err, jwpgx.ErrInvalidJob) {
+	if _, err := e.b.Claim(e.ctx, queue.ClaimRequest{Entrypoints: []string{"a"}}); !errors.Is(err, jwpgx.ErrInvalidJob) {
 		t.Errorf("limit 0: %v", err)
 	}
-	if _, err := e.b.Claim(e.ctx, jwpgx.ClaimRequest{Limit: 1}); !errors.Is(err, jwpgx.ErrInvalidJob) {
+	if _, err := e.b.Claim(e.ctx, queue.ClaimRequest{Limit: 1}); !errors.Is(err, jwpgx.ErrInvalidJob) {
 		t.Errorf("no entrypoints: %v", err)
 	}
 }
@@ -213,11 +219,11 @@ func TestClaimOrderAndFilters(t *testing.T) {
 func TestClaimReturnsJobFields(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	ids, err := e.b.Enqueue(e.ctx, jwpgx.NewJob{Entrypoint: "x", Payload: []byte{0, 1, 2}, Priority: 3, DedupeKey: "dk", Headers: map[string]any{"a": 1}})
+	ids, err := e.b.Enqueue(e.ctx, queue.NewJob{Entrypoint: "x", Payload: []byte{0, 1, 2}, Priority: 3, DedupeKey: "dk", Headers: map[string]any{"a": 1}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	jobs, err := e.b.Claim(e.ctx, jwpgx.ClaimRequest{Entrypoints: []string{"x"}, Limit: 1})
+	jobs, err := e.b.Claim(e.ctx, queue.ClaimRequest{Entrypoints: []string{"x"}, Limit: 1})
 	if err != nil || len(jobs) != 1 {
 		t.Fatalf("Claim = %+v, %v", jobs, err)
 	}
@@ -236,7 +242,7 @@ func TestClaimSendsNoNotifyWhenEmpty(t *testing.T) {
 	e := newEnv(t)
 	sub := e.listen()
 	for range 3 {
-		if jobs, err := e.b.Claim(e.ctx, jwpgx.ClaimRequest{Entrypoints: []string{"none"}, Limit: 5}); err != nil || len(jobs) != 0 {
+		if jobs, err := e.b.Claim(e.ctx, queue.ClaimRequest{Entrypoints: []string{"none"}, Limit: 5}); err != nil || len(jobs) != 0 {
 			t.Fatalf("Claim = %v, %v", jobs, err)
 		}
 	}
@@ -259,9 +265,9 @@ func TestClaimConcurrentSkipLocked(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	const total, workers = 1000, 8
-	jobs := make([]jwpgx.NewJob, total)
+	jobs := make([]queue.NewJob, total)
 	for i := range jobs {
-		jobs[i] = jwpgx.NewJob{Entrypoint: "w", Priority: i % 7}
+		jobs[i] = queue.NewJob{Entrypoint: "w", Priority: i % 7}
 	}
 	if _, err := e.b.Enqueue(e.ctx, jobs...); err != nil {
 		t.Fatal(err)
@@ -278,7 +284,7 @@ func TestClaimConcurrentSkipLocked(t *testing.T) {
 			<-starts
 			qm := [16]byte{byte(w + 1)}
 			for {
-				got, err := e.b.Claim(e.ctx, jwpgx.ClaimRequest{Entrypoints: []string{"w"}, Limit: 7, QueueManagerID: qm})
+				got, err := e.b.Claim(e.ctx, queue.ClaimRequest{Entrypoints: []string{"w"}, Limit: 7, QueueManagerID: qm})
 				mu.Lock()
 				if err != nil {
 					errs = append(errs, err)
@@ -456,13 +462,14 @@ func TestExceptionTraceback(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	a, b, c := e.jobIn(statemachine.Picked), e.jobIn(statemachine.Picked), e.jobIn(statemachine.Picked)
-	if err := e.b.Exception(e.ctx, a, map[string]any{"exception_type": "ValueError", "traceback": "line 1"}); err != nil {
+	at := time.Date(2025, 1, 2, 3, 4, 5, 600000000, time.UTC)
+	if err := e.b.Exception(e.ctx, a, queue.Traceback{ExceptionType: "ValueError", Traceback: "line 1", Timestamp: at}); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.b.Exception(e.ctx, b, json.RawMessage(`{"raw": true}`)); err != nil {
+	if err := e.b.Exception(e.ctx, b, queue.Traceback{Raw: json.RawMessage(`{"raw": true}`)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.b.Exception(e.ctx, c, nil); err != nil {
+	if err := e.b.Exception(e.ctx, c, queue.Traceback{}); err != nil {
 		t.Fatal(err)
 	}
 	tb := func(id jobwatch.JobID) string {
@@ -472,8 +479,11 @@ func TestExceptionTraceback(t *testing.T) {
 		}
 		return s
 	}
-	if got := tb(a); got != `{"traceback": "line 1", "exception_type": "ValueError"}` {
-		t.Errorf("traceback a = %s", got)
+	// PgQueuer's TracebackRecord, all six fields, as jsonb prints it.
+	want := fmt.Sprintf(`{"job_id": %d, "timestamp": "2025-01-02T03:04:05.6Z", "traceback": "line 1", "exception_type": "ValueError", `+
+		`"exception_message": "", "additional_context": null}`, a)
+	if got := tb(a); got != want {
+		t.Errorf("traceback a = %s\nwant %s", got, want)
 	}
 	if got := tb(b); got != `{"raw": true}` {
 		t.Errorf("traceback b = %s", got)
@@ -482,7 +492,7 @@ func TestExceptionTraceback(t *testing.T) {
 		t.Errorf("traceback c = %s", got)
 	}
 	d := e.jobIn(statemachine.Picked)
-	if err := e.b.Exception(e.ctx, d, json.RawMessage(`{bad`)); !errors.Is(err, jwpgx.ErrInvalidJob) {
+	if err := e.b.Exception(e.ctx, d, queue.Traceback{Raw: json.RawMessage(`{bad`)}); !errors.Is(err, jwpgx.ErrInvalidJob) {
 		t.Errorf("bad raw traceback: %v", err)
 	}
 	if e.status(d) != statemachine.Picked {
@@ -506,7 +516,7 @@ func TestRetryRequeueHold(t *testing.T) {
 	if n, _ := attempts(); n != 1 || e.status(id) != statemachine.Queued {
 		t.Errorf("after retry: attempts %d, status %s", n, e.status(id))
 	}
-	if _, err := e.b.Claim(e.ctx, jwpgx.ClaimRequest{Entrypoints: []string{"test"}, Limit: 1, QueueManagerID: [16]byte{9}}); err != nil {
+	if _, err := e.b.Claim(e.ctx, queue.ClaimRequest{Entrypoints: []string{"test"}, Limit: 1, QueueManagerID: [16]byte{9}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.b.Retry(e.ctx, id); err != nil {
@@ -577,5 +587,72 @@ func TestFetchStatuses(t *testing.T) {
 	cancel()
 	if _, err := e.b.FetchStatuses(ctx, []jobwatch.JobID{q}); !errors.Is(err, context.Canceled) {
 		t.Errorf("FetchStatuses(cancelled) = %v", err)
+	}
+}
+
+// endOnDuplicate is a pgx tracer that, the first time a statement fails
+// with a unique violation, runs end before the failure reaches the
+// backend: the dedupe key's holder ends in the window between the refused
+// insert and the backend's look-up of the holder.
+type endOnDuplicate struct {
+	once sync.Once
+	end  func()
+}
+
+func (e *endOnDuplicate) TraceQueryStart(ctx context.Context, _ *pgxv5.Conn, _ pgxv5.TraceQueryStartData) context.Context {
+	return ctx
+}
+
+func (e *endOnDuplicate) TraceQueryEnd(_ context.Context, _ *pgxv5.Conn, data pgxv5.TraceQueryEndData) {
+	var pgErr *pgconn.PgError
+	if errors.As(data.Err, &pgErr) && pgErr.Code == "23505" {
+		e.once.Do(e.end)
+	}
+}
+
+// TestEnqueueDuplicateHolderEndsMeanwhile: the holder of a dedupe key ends
+// after it made an enqueue fail and before the backend read who holds the
+// key. The key is free then, so the enqueue is tried again and succeeds,
+// rather than reporting a conflict with a job that no longer holds the key.
+func TestEnqueueDuplicateHolderEndsMeanwhile(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	holder, err := e.b.Enqueue(e.ctx, queue.NewJob{Entrypoint: "a", DedupeKey: "k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := pgxpool.ParseConfig(pgtest.DSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tracer := &endOnDuplicate{end: func() {
+		// On e's own pool: another connection, as another worker's.
+		if err := e.b.Apply(e.ctx, statemachine.Claim, holder[0]); err != nil {
+			t.Error(err)
+		}
+		if err := e.b.Complete(e.ctx, holder[0]); err != nil {
+			t.Error(err)
+		}
+	}}
+	cfg.ConnConfig.Tracer = tracer
+	traced, err := pgxpool.NewWithConfig(e.ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer traced.Close()
+	b, err := jwpgx.New(traced, jwpgx.WithSchema(e.schema), jwpgx.WithPrefix(e.schema+"_"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := b.Enqueue(e.ctx, queue.NewJob{Entrypoint: "a", DedupeKey: "k"})
+	if err != nil {
+		t.Fatalf("Enqueue = %v, want it retried once the holder ended", err)
+	}
+	if st := e.status(holder[0]); st != statemachine.Successful {
+		t.Fatalf("the holder is %s: the race did not happen", st)
+	}
+	info, err := b.Inspect(e.ctx, ids[0])
+	if err != nil || info.Job == nil || info.Job.DedupeKey != "k" || info.State != statemachine.Queued {
+		t.Fatalf("Inspect(new job) = %+v, %v", info, err)
 	}
 }

@@ -1,7 +1,8 @@
 // Package pq is the jobwatch backend for lib/pq: a jobwatch.Driver over a
-// *sqlx.DB (any database/sql pool on the lib/pq driver), the
-// PgQueuer-compatible installer, and the job lifecycle (enqueue, claim,
-// complete, ...) with every write in one transaction.
+// *sqlx.DB (a database/sql pool on the lib/pq driver, or on pgx's
+// database/sql driver), the PgQueuer-compatible installer, and the job
+// lifecycle of queue.Queue (enqueue, claim, complete, ..., inspect) with
+// every write in one transaction.
 //
 // Queries go through the sqlx pool. Listening needs a connection of its
 // own, which lib/pq's Listener opens from the DSN given to New: each
@@ -40,14 +41,6 @@ var (
 	ErrInvalidIdentifier = pgschema.ErrInvalidIdentifier
 	// ErrPartialInstall: some but not all of the queue's objects exist.
 	ErrPartialInstall = pgschema.ErrPartialInstall
-	// ErrUnknownJob: a transition named a job the database has never seen.
-	// It also matches statemachine.ErrIllegalTransition.
-	ErrUnknownJob = pgschema.ErrUnknownJob
-	// ErrDuplicate: an enqueued job's dedupe key is already taken by a
-	// queued or picked job.
-	ErrDuplicate = pgschema.ErrDuplicate
-	// ErrInvalidJob: a NewJob or ClaimRequest that cannot be written.
-	ErrInvalidJob = pgschema.ErrInvalidJob
 	// ErrInvalidOption: an option, DSN or handle New rejects.
 	ErrInvalidOption = errors.New("jobwatch/pq: invalid option")
 	// ErrSubscriptionClosed is returned by Next after Close.
@@ -55,20 +48,6 @@ var (
 	// ErrUnhealthy: the listening connection failed its health check.
 	ErrUnhealthy = errors.New("jobwatch/pq: listener health check failed")
 )
-
-// NewJob is a job to enqueue: Entrypoint (required), Payload (empty is
-// stored as NULL), Priority (higher first), ExecuteAfter (a delay, >= 0),
-// DedupeKey (optional; unique among queued and picked jobs) and Headers
-// (stored as JSON).
-type NewJob = pgschema.NewJob
-
-// Job is a row of the queue table, as Claim returns it.
-type Job = pgschema.Job
-
-// ClaimRequest asks Claim for up to Limit queued jobs of Entrypoints whose
-// execute_after has passed; QueueManagerID (a UUID, zero for NULL) is
-// recorded on them.
-type ClaimRequest = pgschema.ClaimRequest
 
 // DefaultHealthCheck is the default idle interval after which a
 // subscription checks its connection.
@@ -127,9 +106,17 @@ var (
 // New returns a backend that queries through db and listens on connections
 // it opens itself from dsn (lib/pq's Listener needs a DSN: a URL or
 // key=value string, as for sql.Open("postgres", dsn); it should name the
-// same database as db). It validates the options and the DSN (an error
-// matches ErrInvalidOption or ErrInvalidIdentifier, and never contains the
-// DSN's password) and touches no database.
+// same database as db). Any DSN lib/pq accepts will do, the empty one
+// included: lib/pq fills in what a DSN leaves out from the PG* environment
+// variables (PGHOST, PGUSER, ...) and their defaults. It validates the
+// options and the DSN (an error matches ErrInvalidOption or
+// ErrInvalidIdentifier, and never contains the DSN's password) and touches
+// no database.
+//
+// db may run on lib/pq's driver ("postgres") or on pgx's database/sql
+// driver ("pgx", package github.com/jackc/pgx/v5/stdlib), for example
+// sqlx.NewDb(stdlib.OpenDB(cfg), "pgx"): the queries and the lifecycle
+// work the same on both; listening always goes through lib/pq.
 func New(db *sqlx.DB, dsn string, opts ...Option) (*Backend, error) {
 	if db == nil {
 		return nil, fmt.Errorf("%w: nil *sqlx.DB", ErrInvalidOption)

@@ -15,6 +15,7 @@ import (
 	"github.com/jobwatch/jobwatch"
 	jwpq "github.com/jobwatch/jobwatch/backends/pq"
 	"github.com/jobwatch/jobwatch/internal/pgtest"
+	"github.com/jobwatch/jobwatch/queue"
 	"github.com/jobwatch/jobwatch/statemachine"
 )
 
@@ -40,8 +41,6 @@ func TestNewValidation(t *testing.T) {
 		want error
 	}{
 		{"nil db", nil, dsn, nil, jwpq.ErrInvalidOption},
-		{"empty dsn", db, "", nil, jwpq.ErrInvalidOption},
-		{"blank dsn", db, "  \t", nil, jwpq.ErrInvalidOption},
 		{"unparsable dsn", db, "host=x port=notaport", nil, jwpq.ErrInvalidOption},
 		{"bad url scheme", db, "mysql://u@h/d", nil, jwpq.ErrInvalidOption},
 		{"nil option", db, dsn, []jwpq.Option{nil}, jwpq.ErrInvalidOption},
@@ -74,6 +73,12 @@ func TestNewValidation(t *testing.T) {
 	}
 	if b.Channel() != "ch_pgqueuer" || b.QueueTable() != `"pgqueuer"` {
 		t.Errorf("default names: %s %s", b.Channel(), b.QueueTable())
+	}
+	// lib/pq accepts the empty DSN (all PG* defaults), and so does New.
+	for _, empty := range []string{"", "  \t"} {
+		if _, err := jwpq.New(db, empty); err != nil {
+			t.Errorf("New with DSN %q = %v, want accepted as lib/pq accepts it", empty, err)
+		}
 	}
 }
 
@@ -242,7 +247,7 @@ func catalog(t *testing.T, e *env) string {
 func TestInstallTwiceChangesNothing(t *testing.T) {
 	e := newEnv(t)
 	ids := e.enqueue(3)
-	if jobs, err := e.b.Claim(e.ctx, jwpq.ClaimRequest{Entrypoints: []string{"test"}, Limit: 1}); err != nil || len(jobs) != 1 {
+	if jobs, err := e.b.Claim(e.ctx, queue.ClaimRequest{Entrypoints: []string{"test"}, Limit: 1}); err != nil || len(jobs) != 1 {
 		t.Fatalf("Claim = %v, %v", jobs, err)
 	}
 	before := catalog(t, e)

@@ -9,9 +9,9 @@ import (
 
 	"github.com/jobwatch/jobwatch"
 	"github.com/jobwatch/jobwatch/backends/internal/pgschema"
-	jwpq "github.com/jobwatch/jobwatch/backends/pq"
 	"github.com/jobwatch/jobwatch/conformance"
 	"github.com/jobwatch/jobwatch/internal/pgtest"
+	"github.com/jobwatch/jobwatch/queue"
 	"github.com/jobwatch/jobwatch/statemachine"
 )
 
@@ -29,9 +29,9 @@ var (
 func (h *harness) Driver() jobwatch.Driver { return h.e.b }
 
 func (h *harness) Enqueue(ctx context.Context, n int) ([]jobwatch.JobID, error) {
-	jobs := make([]jwpq.NewJob, n)
+	jobs := make([]queue.NewJob, n)
 	for i := range jobs {
-		jobs[i] = jwpq.NewJob{Entrypoint: "conformance"}
+		jobs[i] = queue.NewJob{Entrypoint: "conformance"}
 	}
 	return h.e.b.Enqueue(ctx, jobs...)
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jmoiron/sqlx"
 	libpq "github.com/lib/pq"
 
@@ -112,11 +113,17 @@ func (d sqlxDB) InTx(ctx context.Context, fn func(pgcore.Querier) error) error {
 	return nil
 }
 
-// pgError reads a server error's SQLSTATE, constraint and detail.
+// pgError reads a server error's SQLSTATE, constraint and detail, as
+// lib/pq reports it, or pgx when db runs on pgx's database/sql driver
+// (github.com/jackc/pgx/v5/stdlib).
 func pgError(err error) (sqlstate, constraint, detail string, ok bool) {
 	var pqErr *libpq.Error
-	if !errors.As(err, &pqErr) {
-		return "", "", "", false
+	if errors.As(err, &pqErr) {
+		return string(pqErr.Code), pqErr.Constraint, pqErr.Detail, true
 	}
-	return string(pqErr.Code), pqErr.Constraint, pqErr.Detail, true
+	var pgxErr *pgconn.PgError
+	if errors.As(err, &pgxErr) {
+		return pgxErr.Code, pgxErr.ConstraintName, pgxErr.Detail, true
+	}
+	return "", "", "", false
 }

@@ -24,13 +24,11 @@ type dsnInfo struct {
 }
 
 // parseDSN validates dsn with lib/pq's own parser (URL or key=value; the
-// environment variables lib/pq honours fill in what the DSN leaves out) and
-// collects its secrets. The error, if any, is already redacted.
+// environment variables lib/pq honours fill in what the DSN leaves out, so
+// an empty DSN is all PG* defaults) and collects its secrets. The error, if
+// any, is already redacted.
 func parseDSN(dsn string) (dsnInfo, error) {
 	d := dsnInfo{raw: dsn, secrets: redact.ForDSN(dsn)}
-	if strings.TrimSpace(dsn) == "" {
-		return d, errors.New("empty DSN: the listener opens its own connection and needs one")
-	}
 	cfg, err := libpq.NewConfig(dsn)
 	if err != nil {
 		return d, errors.New(d.redact(err.Error()))

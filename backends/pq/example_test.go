@@ -10,6 +10,7 @@ import (
 
 	"github.com/jobwatch/jobwatch"
 	jwpq "github.com/jobwatch/jobwatch/backends/pq"
+	"github.com/jobwatch/jobwatch/queue"
 )
 
 // A service on lib/pq enqueues a job for (Python or Go) PgQueuer workers and
@@ -32,7 +33,7 @@ func Example() {
 	if _, err := backend.Install(ctx); err != nil { // no-op when PgQueuer installed it
 		log.Fatal(err)
 	}
-	ids, err := backend.Enqueue(ctx, jwpq.NewJob{Entrypoint: "resize_image", Payload: []byte(`{"id":42}`)})
+	ids, err := backend.Enqueue(ctx, queue.NewJob{Entrypoint: "resize_image", Payload: []byte(`{"id":42}`)})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/jobwatch/jobwatch"
 	jwpq "github.com/jobwatch/jobwatch/backends/pq"
 	"github.com/jobwatch/jobwatch/internal/pgtest"
+	"github.com/jobwatch/jobwatch/queue"
 	"github.com/jobwatch/jobwatch/statemachine"
 )
 
@@ -70,9 +71,9 @@ func newEnvDSN(t *testing.T, listenDSN string, opts ...jwpq.Option) *env {
 // enqueue adds n plain jobs.
 func (e *env) enqueue(n int) []jobwatch.JobID {
 	e.t.Helper()
-	jobs := make([]jwpq.NewJob, n)
+	jobs := make([]queue.NewJob, n)
 	for i := range jobs {
-		jobs[i] = jwpq.NewJob{Entrypoint: "test"}
+		jobs[i] = queue.NewJob{Entrypoint: "test"}
 	}
 	ids, err := e.b.Enqueue(e.ctx, jobs...)
 	if err != nil {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -13,8 +15,8 @@ import (
 
 	"github.com/jobwatch/jobwatch"
 	"github.com/jobwatch/jobwatch/backends/internal/pgschema"
-	jwpq "github.com/jobwatch/jobwatch/backends/pq"
 	"github.com/jobwatch/jobwatch/internal/pgtest"
+	"github.com/jobwatch/jobwatch/queue"
 	"github.com/jobwatch/jobwatch/statemachine"
 )
 
@@ -202,8 +204,9 @@ func (p *pgqueuer) cancel(ids ...jobwatch.JobID) {
 	}
 }
 
-// retry is QueueRepository.retry_job (the retrying executor).
-func (p *pgqueuer) retry(id jobwatch.JobID) {
+// retry is QueueRepository.retry_job (the retrying executor), with the
+// TracebackRecord of the RetryRequested it caught.
+func (p *pgqueuer) retry(id jobwatch.JobID, traceback string) {
 	p.e.t.Helper()
 	_, err := p.e.db.ExecContext(p.e.ctx, p.sql(`WITH retry AS (
             UPDATE {queue_table}
@@ -218,7 +221,7 @@ func (p *pgqueuer) retry(id jobwatch.JobID) {
         )
         INSERT INTO {queue_table_log} (job_id, status, entrypoint, priority, traceback)
         SELECT id, 'queued', entrypoint, priority, $3::JSONB FROM retry
-        `), int64(id), "0 seconds", `{"retry": 1}`)
+        `), int64(id), "0 seconds", traceback)
 	if err != nil {
 		p.e.t.Fatalf("PgQueuer retry: %v", err)
 	}
@@ -315,7 +318,7 @@ func TestInteropWithPgQueuerSQL(t *testing.T) {
 	ok, boom, cancelPicked, cancelQueued, drop, flaky, ours := ids[0], ids[1], ids[2], ids[3], ids[4], ids[5], ids[6]
 
 	// A job enqueued by this backend, for PgQueuer to run.
-	mine, err := e.b.Enqueue(e.ctx, jwpq.NewJob{Entrypoint: "from-go", Payload: []byte("go")})
+	mine, err := e.b.Enqueue(e.ctx, queue.NewJob{Entrypoint: "from-go", Payload: []byte("go")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -367,7 +370,7 @@ func TestInteropWithPgQueuerSQL(t *testing.T) {
 	checkFetch("after PgQueuer's dequeue")
 
 	// This backend claims a PgQueuer job and reads PgQueuer's columns.
-	jobs, err := e.b.Claim(e.ctx, jwpq.ClaimRequest{Entrypoints: []string{"ours"}, Limit: 1})
+	jobs, err := e.b.Claim(e.ctx, queue.ClaimRequest{Entrypoints: []string{"ours"}, Limit: 1})
 	if err != nil || len(jobs) != 1 || jobs[0].ID != ours || string(jobs[0].Payload) != "payload-ours" ||
 		string(jobs[0].Headers) != `{"trace_id": "abc"}` {
 		t.Fatalf("Claim of a PgQueuer job = %+v, %v", jobs, err)
@@ -375,14 +378,15 @@ func TestInteropWithPgQueuerSQL(t *testing.T) {
 	want[ours] = statemachine.Picked
 
 	pgq.logJobs([]jobwatch.JobID{ok, mine[0]}, []string{"successful", "successful"}, nil)
-	pgq.logJobs([]jobwatch.JobID{boom}, []string{"exception"},
-		[]sql.NullString{{String: `{"exception_type": "ValueError", "traceback": "..."}`, Valid: true}})
+	pgq.logJobs([]jobwatch.JobID{boom}, []string{"exception"}, []sql.NullString{{String: tracebackRecord(boom, "ValueError", "boom",
+		`"additional_context":{"entrypoint":"boom","queue_manager_id":"6f1f7a52-5d2c-4c36-9c59-0d7c1a3f0b11"}`), Valid: true}})
 	pgq.cancel(cancelPicked, cancelQueued)
 	pgq.clearQueue("drop")
-	// Held: log_jobs's empty DELETE announces it (see logJobs), so the
-	// settling watcher hears it without a poll; TestInteropSilentHold
-	// covers a hold that sends nothing.
-	pgq.logJobs([]jobwatch.JobID{flaky}, []string{"failed"}, nil)
+	// Held, with the reason, as on_failure="hold" does: log_jobs's empty
+	// DELETE announces it (see logJobs), so the settling watcher hears it
+	// without a poll; TestInteropSilentHold covers a hold that sends nothing.
+	pgq.logJobs([]jobwatch.JobID{flaky}, []string{"failed"},
+		[]sql.NullString{{String: tracebackRecord(flaky, "TimeoutError", "upstream timed out", `"additional_context":null`), Valid: true}})
 	if err := e.b.Complete(e.ctx, ours); err != nil {
 		t.Fatal(err)
 	}
@@ -417,7 +421,8 @@ func TestInteropWithPgQueuerSQL(t *testing.T) {
 	if got := pgq.dequeue(1, "flaky"); len(got) != 1 || got[0] != flaky {
 		t.Fatalf("dequeue after requeue: %v", got)
 	}
-	pgq.retry(flaky)
+	pgq.retry(flaky, tracebackRecord(flaky, "RetryRequested", "rate limited",
+		`"additional_context":{"entrypoint":"flaky","attempt":0,"retry_delay":"0:00:00","reason":"rate limited"}`))
 	want[flaky] = statemachine.Queued
 	checkFetch("after PgQueuer's retry")
 	if got := pgq.dequeue(1, "flaky"); len(got) != 1 || got[0] != flaky {
@@ -430,11 +435,75 @@ func TestInteropWithPgQueuerSQL(t *testing.T) {
 	if s := w.Stats(); s.Resolved.Poll != 0 {
 		t.Errorf("resolved by the poll: %+v", s.Resolved)
 	}
-	// The exception's traceback is where PgQueuer put it.
+	// The exception's traceback is where PgQueuer put it, and Inspect
+	// reads it back as a Traceback.
 	var tb string
 	if err := e.db.QueryRowxContext(e.ctx, `SELECT traceback->>'exception_type' FROM `+e.b.LogTable()+
 		` WHERE job_id = $1 AND status = 'exception'`, int64(boom)).Scan(&tb); err != nil || tb != "ValueError" {
 		t.Errorf("traceback: %q, %v", tb, err)
+	}
+	checkPgQueuerTracebacks(t, e, boom, flaky)
+}
+
+// tracebackRecord is a TracebackRecord as PgQueuer stores it
+// (TracebackRecord.from_exception(...).model_dump_json(): pydantic's
+// compact JSON, an aware UTC timestamp with microseconds and a Z).
+func tracebackRecord(id jobwatch.JobID, typ, msg, context string) string {
+	return fmt.Sprintf(`{"job_id":%d,"timestamp":"2025-05-01T10:00:00.123456Z","exception_type":%q,"exception_message":%q,`+
+		`"traceback":"Traceback (most recent call last):\n  File \"/app/worker.py\", line 12, in run\n    raise %s('%s')\n%s: %s\n",%s}`,
+		id, typ, msg, typ, msg, typ, msg, context)
+}
+
+// checkPgQueuerTracebacks reads the jobs PgQueuer failed back with Inspect.
+func checkPgQueuerTracebacks(t *testing.T, e *env, boom, flaky jobwatch.JobID) {
+	t.Helper()
+	at := time.Date(2025, 5, 1, 10, 0, 0, 123456000, time.UTC)
+	info, err := e.b.Inspect(e.ctx, boom)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State != statemachine.Exception || info.Job != nil || len(info.History) != 3 {
+		t.Errorf("Inspect(boom) = state %s, job %v, %d transitions", info.State, info.Job, len(info.History))
+	}
+	tb := info.Traceback()
+	if tb == nil {
+		t.Fatal("Inspect(boom): no traceback")
+	}
+	if tb.JobID != boom || !tb.Timestamp.Equal(at) || tb.ExceptionType != "ValueError" || tb.ExceptionMessage != "boom" ||
+		!strings.HasPrefix(tb.Traceback, "Traceback (most recent call last):\n") || !strings.HasSuffix(tb.Traceback, "ValueError: boom\n") ||
+		tb.AdditionalContext["entrypoint"] != "boom" {
+		t.Errorf("PgQueuer's traceback read as %+v", tb)
+	}
+	var raw, want any
+	_ = json.Unmarshal(tb.Raw, &raw)
+	_ = json.Unmarshal([]byte(tracebackRecord(boom, "ValueError", "boom",
+		`"additional_context":{"entrypoint":"boom","queue_manager_id":"6f1f7a52-5d2c-4c36-9c59-0d7c1a3f0b11"}`)), &want)
+	if !reflect.DeepEqual(raw, want) {
+		t.Errorf("Raw = %s, want what PgQueuer stored", tb.Raw)
+	}
+
+	// The held, requeued, retried and completed job: every transition, with
+	// the hold's and the retry's reasons.
+	info, err = e.b.Inspect(e.ctx, flaky)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, tr := range info.History {
+		s := tr.State.String()
+		if tr.Traceback != nil {
+			s += "(" + tr.Traceback.ExceptionType + ")"
+		}
+		got = append(got, s)
+	}
+	wantHistory := "queued picked failed(TimeoutError) queued picked queued(RetryRequested) picked successful"
+	if strings.Join(got, " ") != wantHistory || info.State != statemachine.Successful || info.Traceback() != nil {
+		t.Errorf("Inspect(flaky) history = %s (state %s)\nwant %s", strings.Join(got, " "), info.State, wantHistory)
+	}
+	for i := 1; i < len(info.History); i++ {
+		if info.History[i].At.Before(info.History[i-1].At) {
+			t.Errorf("transition %d at %v, before the one before it", i, info.History[i].At)
+		}
 	}
 }
 
@@ -477,7 +546,7 @@ func TestInteropPgQueuerNotifications(t *testing.T) {
 	sent("PgQueuer's log_jobs holding a job", func() { pgq.logJobs([]jobwatch.JobID{a}, []string{"failed"}, nil) }, changed+"delete")
 	sent("PgQueuer's requeue", func() { pgq.requeue(a) })
 	sent("PgQueuer's dequeue", func() { pgq.dequeue(1, "a") })
-	sent("PgQueuer's retry", func() { pgq.retry(a) })
+	sent("PgQueuer's retry", func() { pgq.retry(a, `{}`) })
 	sent("PgQueuer's log_jobs completing a job", func() { pgq.logJobs([]jobwatch.JobID{b}, []string{"successful"}, nil) }, changed+"delete")
 	sent("PgQueuer's mark_job_as_cancelled", func() { pgq.cancel(c) }, changed+"delete", "cancellation_event")
 	sent("PgQueuer's clear_queue", func() { pgq.clearQueue("a") }, changed+"delete")
@@ -491,7 +560,7 @@ func TestInteropPgQueuerNotifications(t *testing.T) {
 	}
 	sent("jobwatch's Enqueue", func() {
 		var err error
-		mine, err = e.b.Enqueue(e.ctx, jwpq.NewJob{Entrypoint: "b"})
+		mine, err = e.b.Enqueue(e.ctx, queue.NewJob{Entrypoint: "b"})
 		must(err)
 	}, changed+"insert")
 	sent("jobwatch's Claim", func() { must(e.b.Apply(e.ctx, statemachine.Claim, mine...)) })

@@ -11,16 +11,17 @@ import (
 
 	"github.com/jobwatch/jobwatch"
 	jwpq "github.com/jobwatch/jobwatch/backends/pq"
+	"github.com/jobwatch/jobwatch/queue"
 	"github.com/jobwatch/jobwatch/statemachine"
 )
 
 func TestEnqueueStoresEverything(t *testing.T) {
 	e := newEnv(t)
 	ids, err := e.b.Enqueue(e.ctx,
-		jwpq.NewJob{Entrypoint: "a", Payload: []byte("\x00bin\xff"), Priority: 7, DedupeKey: "k1",
+		queue.NewJob{Entrypoint: "a", Payload: []byte("\x00bin\xff"), Priority: 7, DedupeKey: "k1",
 			Headers: map[string]any{"trace": "t-1", "n": 2}},
-		jwpq.NewJob{Entrypoint: "b", ExecuteAfter: time.Hour},
-		jwpq.NewJob{Entrypoint: "c", Priority: -3},
+		queue.NewJob{Entrypoint: "b", ExecuteAfter: time.Hour},
+		queue.NewJob{Entrypoint: "c", Priority: -3},
 	)
 	if err != nil {
 		t.Fatal(err)
@@ -62,16 +63,16 @@ func TestEnqueueStoresEverything(t *testing.T) {
 
 	// Invalid jobs write nothing.
 	before := e.count(`SELECT count(*) FROM ` + e.b.QueueTable())
-	for _, bad := range [][]jwpq.NewJob{nil, {{}}, {{Entrypoint: "ok"}, {Entrypoint: "x", ExecuteAfter: -1}}} {
+	for _, bad := range [][]queue.NewJob{nil, {{}}, {{Entrypoint: "ok"}, {Entrypoint: "x", ExecuteAfter: -1}}} {
 		if _, err := e.b.Enqueue(e.ctx, bad...); !errors.Is(err, jwpq.ErrInvalidJob) {
 			t.Errorf("Enqueue(%+v) = %v, want ErrInvalidJob", bad, err)
 		}
 	}
 	// A duplicate dedupe key fails the whole batch.
-	if _, err := e.b.Enqueue(e.ctx, jwpq.NewJob{Entrypoint: "ok"}, jwpq.NewJob{Entrypoint: "a", DedupeKey: "k1"}); !errors.Is(err, jwpq.ErrDuplicate) {
+	if _, err := e.b.Enqueue(e.ctx, queue.NewJob{Entrypoint: "ok"}, queue.NewJob{Entrypoint: "a", DedupeKey: "k1"}); !errors.Is(err, jwpq.ErrDuplicate) {
 		t.Errorf("duplicate dedupe key: %v, want ErrDuplicate", err)
 	}
-	if _, err := e.b.Enqueue(e.ctx, jwpq.NewJob{Entrypoint: "a", DedupeKey: "k2"}, jwpq.NewJob{Entrypoint: "a", DedupeKey: "k2"}); !errors.Is(err, jwpq.ErrDuplicate) {
+	if _, err := e.b.Enqueue(e.ctx, queue.NewJob{Entrypoint: "a", DedupeKey: "k2"}, queue.NewJob{Entrypoint: "a", DedupeKey: "k2"}); !errors.Is(err, jwpq.ErrDuplicate) {
 		t.Errorf("dedupe key repeated in a batch: %v, want ErrDuplicate", err)
 	}
 	if after := e.count(`SELECT count(*) FROM ` + e.b.QueueTable()); after != before {
@@ -81,7 +82,7 @@ func TestEnqueueStoresEverything(t *testing.T) {
 	if err := e.b.Cancel(e.ctx, ids[0]); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.b.Enqueue(e.ctx, jwpq.NewJob{Entrypoint: "a", DedupeKey: "k1"}); err != nil {
+	if _, err := e.b.Enqueue(e.ctx, queue.NewJob{Entrypoint: "a", DedupeKey: "k1"}); err != nil {
 		t.Errorf("dedupe key of a finished job: %v", err)
 	}
 }
@@ -105,7 +106,7 @@ func TestLifecycleMethods(t *testing.T) {
 		}
 	}
 	ids := e.enqueue(8)
-	jobs, err := e.b.Claim(e.ctx, jwpq.ClaimRequest{Entrypoints: []string{"test"}, Limit: 6,
+	jobs, err := e.b.Claim(e.ctx, queue.ClaimRequest{Entrypoints: []string{"test"}, Limit: 6,
 		QueueManagerID: [16]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}})
 	if err != nil || len(jobs) != 6 {
 		t.Fatalf("Claim = %v, %v", jobs, err)
@@ -123,7 +124,7 @@ func TestLifecycleMethods(t *testing.T) {
 	}
 	check("complete", p1, statemachine.Successful, false)
 
-	if err := e.b.Exception(e.ctx, p2, map[string]any{"type": "ValueError", "lines": []string{"a", "b"}}); err != nil {
+	if err := e.b.Exception(e.ctx, p2, queue.Traceback{ExceptionType: "ValueError", AdditionalContext: map[string]any{"lines": []string{"a", "b"}}}); err != nil {
 		t.Fatal(err)
 	}
 	check("exception", p2, statemachine.Exception, false)
@@ -132,10 +133,10 @@ func TestLifecycleMethods(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got map[string]any
-	if err := json.Unmarshal([]byte(tb), &got); err != nil || got["type"] != "ValueError" {
+	if err := json.Unmarshal([]byte(tb), &got); err != nil || got["exception_type"] != "ValueError" || got["job_id"] != float64(p2) {
 		t.Errorf("traceback stored as %s (%v)", tb, err)
 	}
-	if err := e.b.Exception(e.ctx, p3, json.RawMessage(`{"raw":`)); !errors.Is(err, jwpq.ErrInvalidJob) {
+	if err := e.b.Exception(e.ctx, p3, queue.Traceback{Raw: json.RawMessage(`{"raw":`)}); !errors.Is(err, jwpq.ErrInvalidJob) {
 		t.Errorf("invalid raw traceback: %v", err)
 	}
 
@@ -195,13 +196,13 @@ func TestLifecycleMethods(t *testing.T) {
 	}
 	// Claim with nothing to claim writes nothing.
 	logs := e.count(`SELECT count(*) FROM ` + e.b.LogTable())
-	if jobs, err := e.b.Claim(e.ctx, jwpq.ClaimRequest{Entrypoints: []string{"nothing-here"}, Limit: 5}); err != nil || len(jobs) != 0 {
+	if jobs, err := e.b.Claim(e.ctx, queue.ClaimRequest{Entrypoints: []string{"nothing-here"}, Limit: 5}); err != nil || len(jobs) != 0 {
 		t.Errorf("empty Claim = %v, %v", jobs, err)
 	}
 	if n := e.count(`SELECT count(*) FROM ` + e.b.LogTable()); n != logs {
 		t.Errorf("an empty claim wrote %d log rows", n-logs)
 	}
-	if _, err := e.b.Claim(e.ctx, jwpq.ClaimRequest{Entrypoints: []string{"test"}}); !errors.Is(err, jwpq.ErrInvalidJob) {
+	if _, err := e.b.Claim(e.ctx, queue.ClaimRequest{Entrypoints: []string{"test"}}); !errors.Is(err, jwpq.ErrInvalidJob) {
 		t.Errorf("Claim with limit 0: %v", err)
 	}
 }
@@ -303,19 +304,19 @@ func TestRaceCompleteCancel(t *testing.T) {
 func TestClaimOrdering(t *testing.T) {
 	e := newEnv(t)
 	ids, err := e.b.Enqueue(e.ctx,
-		jwpq.NewJob{Entrypoint: "a", Priority: 1},  // 0
-		jwpq.NewJob{Entrypoint: "a", Priority: 5},  // 1
-		jwpq.NewJob{Entrypoint: "b", Priority: 9},  // 2: other entrypoint
-		jwpq.NewJob{Entrypoint: "a", Priority: 5},  // 3
-		jwpq.NewJob{Entrypoint: "a", Priority: -1}, // 4
-		jwpq.NewJob{Entrypoint: "c", Priority: 3},  // 5
+		queue.NewJob{Entrypoint: "a", Priority: 1},  // 0
+		queue.NewJob{Entrypoint: "a", Priority: 5},  // 1
+		queue.NewJob{Entrypoint: "b", Priority: 9},  // 2: other entrypoint
+		queue.NewJob{Entrypoint: "a", Priority: 5},  // 3
+		queue.NewJob{Entrypoint: "a", Priority: -1}, // 4
+		queue.NewJob{Entrypoint: "c", Priority: 3},  // 5
 	)
 	if err != nil {
 		t.Fatal(err)
 	}
 	claim := func(limit int, eps ...string) []jobwatch.JobID {
 		t.Helper()
-		jobs, err := e.b.Claim(e.ctx, jwpq.ClaimRequest{Entrypoints: eps, Limit: limit})
+		jobs, err := e.b.Claim(e.ctx, queue.ClaimRequest{Entrypoints: eps, Limit: limit})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -343,19 +344,19 @@ func TestClaimOrdering(t *testing.T) {
 // has come (moved into the past here rather than waited for).
 func TestClaimExecuteAfter(t *testing.T) {
 	e := newEnv(t)
-	ids, err := e.b.Enqueue(e.ctx, jwpq.NewJob{Entrypoint: "d", ExecuteAfter: time.Hour}, jwpq.NewJob{Entrypoint: "d"})
+	ids, err := e.b.Enqueue(e.ctx, queue.NewJob{Entrypoint: "d", ExecuteAfter: time.Hour}, queue.NewJob{Entrypoint: "d"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	jobs, err := e.b.Claim(e.ctx, jwpq.ClaimRequest{Entrypoints: []string{"d"}, Limit: 10})
+	jobs, err := e.b.Claim(e.ctx, queue.ClaimRequest{Entrypoints: []string{"d"}, Limit: 10})
 	if err != nil || len(jobs) != 1 || jobs[0].ID != ids[1] {
 		t.Fatalf("Claim = %v, %v; want only the undelayed job", jobs, err)
 	}
-	if jobs, err := e.b.Claim(e.ctx, jwpq.ClaimRequest{Entrypoints: []string{"d"}, Limit: 10}); err != nil || len(jobs) != 0 {
+	if jobs, err := e.b.Claim(e.ctx, queue.ClaimRequest{Entrypoints: []string{"d"}, Limit: 10}); err != nil || len(jobs) != 0 {
 		t.Fatalf("Claim before execute_after = %v, %v", jobs, err)
 	}
 	e.exec(`UPDATE `+e.b.QueueTable()+` SET execute_after = now() - interval '1 second' WHERE id = $1`, int64(ids[0]))
-	jobs, err = e.b.Claim(e.ctx, jwpq.ClaimRequest{Entrypoints: []string{"d"}, Limit: 10})
+	jobs, err = e.b.Claim(e.ctx, queue.ClaimRequest{Entrypoints: []string{"d"}, Limit: 10})
 	if err != nil || len(jobs) != 1 || jobs[0].ID != ids[0] {
 		t.Fatalf("Claim after execute_after = %v, %v", jobs, err)
 	}
@@ -366,9 +367,9 @@ func TestClaimExecuteAfter(t *testing.T) {
 func TestClaimSkipLocked(t *testing.T) {
 	e := newEnv(t)
 	const total, workers = 1000, 8
-	jobs := make([]jwpq.NewJob, total)
+	jobs := make([]queue.NewJob, total)
 	for i := range jobs {
-		jobs[i] = jwpq.NewJob{Entrypoint: "many", Priority: i % 7}
+		jobs[i] = queue.NewJob{Entrypoint: "many", Priority: i % 7}
 	}
 	ids, err := e.b.Enqueue(e.ctx, jobs...)
 	if err != nil {
@@ -386,7 +387,7 @@ func TestClaimSkipLocked(t *testing.T) {
 			defer wg.Done()
 			<-start
 			for {
-				got, err := e.b.Claim(e.ctx, jwpq.ClaimRequest{Entrypoints: []string{"many"}, Limit: 7})
+				got, err := e.b.Claim(e.ctx, queue.ClaimRequest{Entrypoints: []string{"many"}, Limit: 7})
 				if err != nil {
 					t.Error(err)
 					return

@@ -3,6 +3,7 @@ package pq_test
 import (
 	"context"
 	"database/sql/driver"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/jobwatch/jobwatch"
 	"github.com/jobwatch/jobwatch/backends/internal/pgschema"
 	jwpq "github.com/jobwatch/jobwatch/backends/pq"
+	"github.com/jobwatch/jobwatch/queue"
 	"github.com/jobwatch/jobwatch/statemachine"
 )
 
@@ -115,7 +117,7 @@ func TestMockFetchStatuses(t *testing.T) {
 }
 
 func TestMockEnqueue(t *testing.T) {
-	jobs := []jwpq.NewJob{{Entrypoint: "a", Payload: []byte("x")}, {Entrypoint: "b"}}
+	jobs := []queue.NewJob{{Entrypoint: "a", Payload: []byte("x")}, {Entrypoint: "b"}}
 	expect := func(m *mockEnv) *sqlmock.ExpectedQuery {
 		st, err := m.names.Enqueue(jobs)
 		if err != nil {
@@ -164,10 +166,23 @@ func TestMockEnqueue(t *testing.T) {
 	})
 	t.Run("dedupe violation", func(t *testing.T) {
 		m := newMock(t)
-		expect(m).WillReturnError(&libpq.Error{Code: "23505", Constraint: m.names.IdxDedupe, Detail: "Key (dedupe_key)=(k) already exists."})
+		keyed := []queue.NewJob{{Entrypoint: "a", DedupeKey: "k"}}
+		st, err := m.names.Enqueue(keyed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.mock.ExpectBegin()
+		m.mock.ExpectQuery(st.SQL).WillReturnError(&libpq.Error{Code: "23505", Constraint: m.names.IdxDedupe, Detail: "Key (dedupe_key)=(k) already exists."})
 		m.mock.ExpectRollback()
-		_, err := m.b.Enqueue(m.ctx, jobs...)
+		// The holder is read outside the failed transaction.
+		m.mock.ExpectQuery(m.names.DedupeHolders(nil).SQL).WithArgs(`{"k"}`).
+			WillReturnRows(sqlmock.NewRows([]string{"dedupe_key", "id"}).AddRow("k", 41))
+		_, err = m.b.Enqueue(m.ctx, keyed...)
 		wantErr(t, err, jwpq.ErrDuplicate, "enqueue")
+		var dup *queue.DuplicateError
+		if !errors.As(err, &dup) || dup.ID != 41 {
+			t.Errorf("err = %v, want the holder 41", err)
+		}
 	})
 	t.Run("failing commit", func(t *testing.T) {
 		m := newMock(t)
@@ -253,14 +268,14 @@ func TestMockTransition(t *testing.T) {
 		m.mock.ExpectBegin()
 		m.mock.ExpectQuery(st.SQL).WithArgs("{5}", `{"e":1}`).WillReturnRows(sqlmock.NewRows([]string{"job_id"}).AddRow(5))
 		m.mock.ExpectCommit()
-		if err := m.b.Exception(m.ctx, 5, map[string]int{"e": 1}); err != nil {
+		if err := m.b.Exception(m.ctx, 5, queue.Traceback{Raw: json.RawMessage(`{"e": 1}`)}); err != nil {
 			t.Errorf("Exception: %v", err)
 		}
 	})
 }
 
 func TestMockClaim(t *testing.T) {
-	req := jwpq.ClaimRequest{Entrypoints: []string{"a"}, Limit: 2}
+	req := queue.ClaimRequest{Entrypoints: []string{"a"}, Limit: 2}
 	expectSelect := func(m *mockEnv) *sqlmock.ExpectedQuery {
 		sel, err := m.names.ClaimSelect(req)
 		if err != nil {

@@ -6,7 +6,7 @@ import (
 
 	"github.com/jobwatch/jobwatch"
 	"github.com/jobwatch/jobwatch/backends/fake"
-	jwpgx "github.com/jobwatch/jobwatch/backends/pgx"
+	jwqueue "github.com/jobwatch/jobwatch/queue"
 	"github.com/jobwatch/jobwatch/statemachine"
 )
 
@@ -25,15 +25,15 @@ const demoEntrypoint = "demo"
 type pgDemoQueue struct{ queue }
 
 func (q pgDemoQueue) enqueue(ctx context.Context, n int) ([]jobwatch.JobID, error) {
-	jobs := make([]jwpgx.NewJob, n)
+	jobs := make([]jwqueue.NewJob, n)
 	for i := range jobs {
-		jobs[i] = jwpgx.NewJob{Entrypoint: demoEntrypoint}
+		jobs[i] = jwqueue.NewJob{Entrypoint: demoEntrypoint}
 	}
 	return q.Enqueue(ctx, jobs...)
 }
 
 func (q pgDemoQueue) claim(ctx context.Context) (jobwatch.JobID, bool, error) {
-	jobs, err := q.Claim(ctx, jwpgx.ClaimRequest{Entrypoints: []string{demoEntrypoint}, Limit: 1})
+	jobs, err := q.Claim(ctx, jwqueue.ClaimRequest{Entrypoints: []string{demoEntrypoint}, Limit: 1})
 	if err != nil || len(jobs) == 0 {
 		return 0, false, err
 	}
@@ -55,7 +55,7 @@ type memQueue struct {
 func newMemQueue() *memQueue { return &memQueue{Backend: fake.New()} }
 
 func (q *memQueue) enqueue(ctx context.Context, n int) ([]jobwatch.JobID, error) {
-	ids, err := q.Enqueue(ctx, n)
+	ids, err := q.EnqueueN(ctx, n)
 	q.push(ids...)
 	return ids, err
 }

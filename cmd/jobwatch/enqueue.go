@@ -6,14 +6,14 @@ import (
 	"io"
 	"time"
 
-	jwpgx "github.com/jobwatch/jobwatch/backends/pgx"
+	jwqueue "github.com/jobwatch/jobwatch/queue"
 )
 
 // runEnqueue enqueues --count jobs in one transaction and prints their ids,
 // one per line.
 func runEnqueue(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
 	var conn connFlags
-	var job jwpgx.NewJob
+	var job jwqueue.NewJob
 	var payload, dedupe string
 	var count int
 	fs := newFlags("enqueue", stderr)
@@ -40,7 +40,7 @@ func runEnqueue(ctx context.Context, args []string, stdout, stderr io.Writer) (i
 		return exitUsage, fmt.Errorf("%w: --priority must fit a 32-bit integer", errUsage)
 	}
 	job.Payload, job.DedupeKey = []byte(payload), dedupe
-	jobs := make([]jwpgx.NewJob, count)
+	jobs := make([]jwqueue.NewJob, count)
 	for i := range jobs {
 		jobs[i] = job
 	}

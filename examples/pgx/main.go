@@ -21,6 +21,8 @@ import (
 
 	"github.com/jobwatch/jobwatch"
 	jwpgx "github.com/jobwatch/jobwatch/backends/pgx"
+	"github.com/jobwatch/jobwatch/queue"
+	"github.com/jobwatch/jobwatch/statemachine"
 )
 
 const defaultDSN = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
@@ -84,9 +86,9 @@ func run(ctx context.Context, dsn string) (err error) {
 	defer func() { err = errors.Join(err, w.Close()) }()
 
 	images := []string{"cat.png", "corrupt.png", "dog.png"}
-	jobs := make([]jwpgx.NewJob, len(images))
+	jobs := make([]queue.NewJob, len(images))
 	for i, img := range images {
-		jobs[i] = jwpgx.NewJob{Entrypoint: "resize", Payload: []byte(img)}
+		jobs[i] = queue.NewJob{Entrypoint: "resize", Payload: []byte(img)}
 	}
 	ids, err := backend.Enqueue(ctx, jobs...) // one transaction for all
 	if err != nil {
@@ -120,11 +122,22 @@ func run(ctx context.Context, dsn string) (err error) {
 	}
 	for i, st := range states { // input order, whatever order they finished in
 		fmt.Printf("WaitAll: job %d (%s) ended %s\n", ids[i], images[i], st)
+		if st != statemachine.Exception {
+			continue
+		}
+		// Why it failed is one more call: the worker's traceback.
+		info, err := backend.Inspect(ctx, ids[i])
+		if err != nil {
+			return err
+		}
+		if tb := info.Traceback(); tb != nil {
+			fmt.Printf("Inspect: job %d failed: %s\n", ids[i], tb.ExceptionMessage)
+		}
 	}
 
 	// Nobody works on "report" jobs, so this wait runs into its deadline.
 	// Giving up waiting does not touch the job; cancelling it does.
-	report, err := backend.Enqueue(ctx, jwpgx.NewJob{Entrypoint: "report"})
+	report, err := backend.Enqueue(ctx, queue.NewJob{Entrypoint: "report"})
 	if err != nil {
 		return err
 	}
@@ -157,7 +170,7 @@ func work(ctx context.Context, b *jwpgx.Backend) error {
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		claimed, err := b.Claim(ctx, jwpgx.ClaimRequest{Entrypoints: []string{"resize"}, Limit: 10})
+		claimed, err := b.Claim(ctx, queue.ClaimRequest{Entrypoints: []string{"resize"}, Limit: 10})
 		if ctx.Err() != nil {
 			return nil // asked to stop; whatever failed, failed because of it
 		}
@@ -168,7 +181,7 @@ func work(ctx context.Context, b *jwpgx.Backend) error {
 			// A job's failure is recorded in the queue, not returned: the
 			// worker goes on with the next job.
 			if failure := resize(string(job.Payload)); failure != nil {
-				err = b.Exception(ctx, job.ID, map[string]string{"error": failure.Error()})
+				err = b.Exception(ctx, job.ID, queue.TracebackOf(failure))
 			} else {
 				err = b.Complete(ctx, job.ID)
 			}

@@ -6,7 +6,9 @@
 //	go test ./examples/thirdparty
 //
 // A real backend talks to a database, but what it must guarantee is the
-// same; backend.go says where each guarantee comes from.
+// same; backend.go says where each guarantee comes from. A backend that
+// also offers the producer and worker side (queue.Queue) runs
+// conformance.RunQueue on it as well, as backends/fake, pgx and pq do.
 package main
 
 import "fmt"

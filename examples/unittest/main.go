@@ -1,7 +1,8 @@
-// Command unittest shows how to unit-test your own code that waits for
-// jobs. service.go is that code (ProcessOrder); service_test.go tests it on
-// backends/fake, with no database, including lost notifications and failing
-// reads:
+// Command unittest shows how to unit-test your own code that enqueues jobs
+// and waits for them. service.go is that code (ProcessOrder, WaitOrder),
+// written against queue.Queue and a jobwatch.Watcher; service_test.go tests
+// it on backends/fake through jobwatchtest, with no database, including
+// lost notifications, failing reads and unknown ids, each in milliseconds:
 //
 //	go test ./examples/unittest
 //
@@ -14,40 +15,30 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"sync"
 	"time"
 
 	"github.com/jobwatch/jobwatch"
 	"github.com/jobwatch/jobwatch/backends/fake"
-	"github.com/jobwatch/jobwatch/statemachine"
+	"github.com/jobwatch/jobwatch/queue"
 )
 
 func main() {
 	log.SetFlags(0)
-	ctx := context.Background()
-	backend := fake.New()
-	defer backend.Close()
-	w, err := jobwatch.New(backend)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	q := fake.New() // in production: backends/pgx or backends/pq
+	defer q.Close()
+	w, err := jobwatch.New(q)
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer w.Close()
 
-	// How the pretend worker ends each order; "lost-parcel" it never ends.
-	outcome := map[string]statemachine.Event{"book": statemachine.Complete, "bad-card": statemachine.Error}
-	q := &fakeQueue{backend: backend, work: func(id jobwatch.JobID, order string) {
-		ev, ok := outcome[order]
-		if !ok {
-			return
-		}
-		if err := backend.Apply(ctx, statemachine.Claim, id); err != nil {
-			log.Print(err)
-			return
-		}
-		if err := backend.Apply(ctx, ev, id); err != nil {
-			log.Print(err)
-		}
-	}}
-	defer q.workers.Wait()
+	var worker sync.WaitGroup
+	worker.Go(func() { work(ctx, q) })
+	defer worker.Wait()
+	defer cancel()
 
 	for _, order := range []string{"book", "bad-card", "lost-parcel"} {
 		id, err := ProcessOrder(ctx, w, q, order, 300*time.Millisecond)
@@ -61,4 +52,37 @@ func main() {
 		}
 	}
 	fmt.Println("the tests of ProcessOrder are in service_test.go: go test ./examples/unittest")
+}
+
+// work is the pretend worker: it claims orders until ctx ends, completes
+// "book", fails "bad-card" with a reason, and never finishes
+// "lost-parcel".
+func work(ctx context.Context, q queue.Queue) {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		jobs, err := q.Claim(ctx, queue.ClaimRequest{Entrypoints: []string{Entrypoint}, Limit: 10})
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			log.Fatal(err)
+		}
+		for _, j := range jobs {
+			switch string(j.Payload) {
+			case "book":
+				err = q.Complete(ctx, j.ID)
+			case "bad-card":
+				err = q.Exception(ctx, j.ID, queue.TracebackOf(errors.New("card declined")))
+			}
+			if err != nil && ctx.Err() == nil {
+				log.Fatal(err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }

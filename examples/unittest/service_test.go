@@ -3,13 +3,18 @@ package main
 import (
 	"context"
 	"errors"
+	"strings"
+	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/jobwatch/jobwatch"
 	"github.com/jobwatch/jobwatch/backends/fake"
+	"github.com/jobwatch/jobwatch/jobwatchtest"
+	"github.com/jobwatch/jobwatch/queue"
 	"github.com/jobwatch/jobwatch/statemachine"
 )
 
@@ -17,34 +22,61 @@ import (
 // fails the run if a goroutine is left over.
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// worker is what a test's pretend worker does with the job it is given.
-type worker func(ctx context.Context, b *fake.Backend, id jobwatch.JobID) error
+// worker is what a test's pretend worker does once the order is enqueued
+// and the wait has read it.
+type worker func(ctx context.Context, q *fake.Backend) error
 
-// finish claims the job and ends it with ev, as a worker process would.
-func finish(ev statemachine.Event) worker {
-	return func(ctx context.Context, b *fake.Backend, id jobwatch.JobID) error {
-		if err := b.Apply(ctx, statemachine.Claim, id); err != nil {
-			return err
-		}
-		return b.Apply(ctx, ev, id)
+// claim takes the order's job, as a worker process would.
+func claim(ctx context.Context, q *fake.Backend) (queue.Job, error) {
+	jobs, err := q.Claim(ctx, queue.ClaimRequest{Entrypoints: []string{Entrypoint}, Limit: 1})
+	if err == nil && len(jobs) != 1 {
+		err = errors.New("no order to claim")
 	}
+	if err != nil {
+		return queue.Job{}, err
+	}
+	return jobs[0], nil
+}
+
+// complete claims the order and completes it.
+func complete(ctx context.Context, q *fake.Backend) error {
+	j, err := claim(ctx, q)
+	if err != nil {
+		return err
+	}
+	return q.Complete(ctx, j.ID)
 }
 
 func TestProcessOrder(t *testing.T) {
 	tests := []struct {
 		name    string
-		faults  func(b *fake.Backend) // injected before the order is placed
+		faults  func(q *fake.Backend) // injected before the order is placed
 		work    worker                // nil: no worker ever touches the job
 		timeout time.Duration         // default 10s: long enough never to flake
 		want    error                 // matched with errors.Is; nil means success
-		check   func(t *testing.T, b *fake.Backend, id jobwatch.JobID, s jobwatch.Stats)
+		check   func(t *testing.T, q *fake.Backend, id jobwatch.JobID, err error, s jobwatch.Stats)
 	}{
-		{name: "success", work: finish(statemachine.Complete)},
-		{name: "worker raised", work: finish(statemachine.Error), want: ErrRejected},
+		{name: "success", work: complete},
+		{
+			name: "worker raised",
+			work: func(ctx context.Context, q *fake.Backend) error {
+				j, err := claim(ctx, q)
+				if err != nil {
+					return err
+				}
+				return q.Exception(ctx, j.ID, queue.TracebackOf(errors.New("card declined")))
+			},
+			want: ErrRejected,
+			check: func(t *testing.T, _ *fake.Backend, _ jobwatch.JobID, err error, _ jobwatch.Stats) {
+				if !strings.HasSuffix(err.Error(), "order rejected: card declined") {
+					t.Errorf("error %q does not give the worker's reason", err)
+				}
+			},
+		},
 		{
 			name: "canceled before it ran",
-			work: func(ctx context.Context, b *fake.Backend, id jobwatch.JobID) error {
-				return b.Apply(ctx, statemachine.Cancel, id)
+			work: func(ctx context.Context, q *fake.Backend) error {
+				return q.Cancel(ctx, 1) // a fresh fake's first job: the order's
 			},
 			want: ErrCanceled,
 		},
@@ -52,10 +84,10 @@ func TestProcessOrder(t *testing.T) {
 			name:    "never finishes",
 			timeout: 50 * time.Millisecond,
 			want:    ErrTimeout,
-			check: func(t *testing.T, b *fake.Backend, id jobwatch.JobID, s jobwatch.Stats) {
+			check: func(t *testing.T, q *fake.Backend, id jobwatch.JobID, _ error, s jobwatch.Stats) {
 				// Giving up waiting leaves the job alone, and the Watcher
 				// forgets the wait at once.
-				if st, _ := b.State(id); st != statemachine.Queued {
+				if st, _ := q.State(id); st != statemachine.Queued {
 					t.Errorf("job %d is %s, want queued", id, st)
 				}
 				if s.Waiters != 0 {
@@ -66,18 +98,11 @@ func TestProcessOrder(t *testing.T) {
 		{
 			name: "notifications lost, the poll saves it",
 			// The three commits of the job (enqueue, claim, complete)
-			// notify nobody.
-			faults: func(b *fake.Backend) { b.DropNotifications(3) },
-			work: func(ctx context.Context, b *fake.Backend, id jobwatch.JobID) error {
-				// Finish only once the wait's own read has seen the job
-				// queued: from then on only the poll can tell the Watcher
-				// that it ended.
-				if err := b.WaitReads(ctx, 1); err != nil {
-					return err
-				}
-				return finish(statemachine.Complete)(ctx, b, id)
-			},
-			check: func(t *testing.T, _ *fake.Backend, _ jobwatch.JobID, s jobwatch.Stats) {
+			// notify nobody: jobwatchtest's 10ms poll resolves the wait,
+			// where the production 5s one would take seconds.
+			faults: func(q *fake.Backend) { q.DropNotifications(3) },
+			work:   complete,
+			check: func(t *testing.T, _ *fake.Backend, _ jobwatch.JobID, _ error, s jobwatch.Stats) {
 				if s.Resolved.Poll != 1 {
 					t.Errorf("Stats.Resolved = %+v, want the wait resolved by the poll", s.Resolved)
 				}
@@ -85,9 +110,9 @@ func TestProcessOrder(t *testing.T) {
 		},
 		{
 			name:   "status reads fail, then recover",
-			faults: func(b *fake.Backend) { b.FailReads(3, nil) },
-			work:   finish(statemachine.Complete),
-			check: func(t *testing.T, _ *fake.Backend, _ jobwatch.JobID, s jobwatch.Stats) {
+			faults: func(q *fake.Backend) { q.FailReads(3, nil) },
+			work:   complete,
+			check: func(t *testing.T, _ *fake.Backend, _ jobwatch.JobID, _ error, s jobwatch.Stats) {
 				if s.ReadErrors != 3 || !errors.Is(s.LastError, fake.ErrInjected) {
 					t.Errorf("Stats.ReadErrors = %d, LastError = %v; want the 3 injected failures", s.ReadErrors, s.LastError)
 				}
@@ -98,20 +123,27 @@ func TestProcessOrder(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel() // each case has its own fake and Watcher
 			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-			b, w := newWatcher(ctx, t)
-			q := &fakeQueue{backend: b}
+			defer cancel()
+			q, w := jobwatchtest.New(t)
+			if tc.faults != nil {
+				tc.faults(q)
+			}
+			var workers sync.WaitGroup
+			defer workers.Wait() // stop the worker before the test ends
 			if tc.work != nil {
-				q.work = func(id jobwatch.JobID, _ string) {
-					if err := tc.work(ctx, b, id); err != nil {
+				workers.Go(func() {
+					// The order is enqueued before the wait starts, and
+					// the wait's first read has started (failed or not)
+					// once WaitReads returns: from then on only a
+					// notification or the poll can end it.
+					if err := q.WaitReads(ctx, 1); err != nil {
+						t.Errorf("worker: %v", err)
+						return
+					}
+					if err := tc.work(ctx, q); err != nil {
 						t.Errorf("worker: %v", err)
 					}
-				}
-			}
-			// Stop the worker before the test ends, whatever happened.
-			defer q.workers.Wait()
-			defer cancel()
-			if tc.faults != nil {
-				tc.faults(b)
+				})
 			}
 			timeout := tc.timeout
 			if timeout == 0 {
@@ -126,35 +158,31 @@ func TestProcessOrder(t *testing.T) {
 				t.Fatalf("ProcessOrder returned job id %d for an enqueued order", id)
 			}
 			if tc.check != nil {
-				tc.check(t, b, id, w.Stats())
+				tc.check(t, q, id, err, w.Stats())
 			}
 		})
 	}
 }
 
-// newWatcher returns a fake and a Watcher on it, listening, both closed when
-// the test ends. The intervals are short so that retries and the poll take
-// milliseconds, not the production seconds.
-func newWatcher(ctx context.Context, t *testing.T) (*fake.Backend, *jobwatch.Watcher) {
-	t.Helper()
-	b := fake.New()
-	t.Cleanup(func() { b.Close() })
-	w, err := jobwatch.New(b,
-		jobwatch.WithDebounce(0),
-		jobwatch.WithRefreshInterval(50*time.Millisecond),
-		jobwatch.WithBackoff(time.Millisecond, 10*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
+// TestWaitOrderUnknown: an order id the queue never knew ends with
+// ErrUnknownOrder after jobwatchtest's 100ms not-found grace, not the
+// production 30s.
+func TestWaitOrderUnknown(t *testing.T) {
+	q, w := jobwatchtest.New(t)
+	if err := WaitOrder(t.Context(), w, q, 42, 10*time.Second); !errors.Is(err, ErrUnknownOrder) {
+		t.Fatalf("WaitOrder(42) = %v, want ErrUnknownOrder", err)
 	}
-	t.Cleanup(func() {
-		if err := w.Close(); err != nil {
-			t.Error(err)
+}
+
+// TestWaitOrderUnknownProductionGrace: the same with the production 30s
+// grace, in a synctest bubble, where it passes in virtual time.
+func TestWaitOrderUnknownProductionGrace(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		q, w := jobwatchtest.NewInBubble(t)
+		start := time.Now()
+		err := WaitOrder(t.Context(), w, q, 42, time.Minute)
+		if !errors.Is(err, ErrUnknownOrder) || time.Since(start) < jobwatch.DefaultNotFoundGrace {
+			t.Fatalf("WaitOrder(42) = %v after %s, want ErrUnknownOrder after the %s grace", err, time.Since(start), jobwatch.DefaultNotFoundGrace)
 		}
 	})
-	// Listening is set up in the background; wait for it, or a
-	// notification sent before it would not exist to be lost.
-	if err := b.WaitListening(ctx, 1); err != nil {
-		t.Fatal(err)
-	}
-	return b, w
 }

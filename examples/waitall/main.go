@@ -65,7 +65,7 @@ func run(ctx context.Context, dsn string) error {
 		statemachine.Complete, statemachine.Error, statemachine.Complete,
 		statemachine.Complete, statemachine.Complete, statemachine.Cancel,
 	}
-	ids, err := q.Enqueue(ctx, len(kinds))
+	ids, err := q.Enqueue(ctx, examplequeue.Jobs(kinds...)...)
 	if err != nil {
 		return err
 	}

@@ -66,7 +66,7 @@ func run(ctx context.Context, dsn string) error {
 	// The same file is fetched from three mirrors; the first copy wins.
 	mirrors := []string{"mirror-eu", "mirror-us", "mirror-asia"}
 	takes := []time.Duration{600 * time.Millisecond, 100 * time.Millisecond, 400 * time.Millisecond}
-	ids, err := q.Enqueue(ctx, len(mirrors))
+	ids, err := q.Enqueue(ctx, examplequeue.Jobs(mirrors...)...)
 	if err != nil {
 		return err
 	}

@@ -19,6 +19,7 @@ import (
 	jwpgx "github.com/jobwatch/jobwatch/backends/pgx"
 	jwpq "github.com/jobwatch/jobwatch/backends/pq"
 	"github.com/jobwatch/jobwatch/internal/redact"
+	jwqueue "github.com/jobwatch/jobwatch/queue"
 	"github.com/jobwatch/jobwatch/statemachine"
 )
 
@@ -43,8 +44,8 @@ type Queue interface {
 	Install(ctx context.Context) (jwpgx.InstallResult, error)
 	Uninstall(ctx context.Context) error
 	Installed(ctx context.Context) (bool, error)
-	Enqueue(ctx context.Context, jobs ...jwpgx.NewJob) ([]jobwatch.JobID, error)
-	Claim(ctx context.Context, req jwpgx.ClaimRequest) ([]jwpgx.Job, error)
+	Enqueue(ctx context.Context, jobs ...jwqueue.NewJob) ([]jobwatch.JobID, error)
+	Claim(ctx context.Context, req jwqueue.ClaimRequest) ([]jwqueue.Job, error)
 	Apply(ctx context.Context, ev statemachine.Event, ids ...jobwatch.JobID) error
 	QueueTable() string
 	LogTable() string

@@ -16,13 +16,11 @@ package pgcore
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 
 	"github.com/jobwatch/jobwatch"
 	"github.com/jobwatch/jobwatch/backends/internal/pgschema"
-	"github.com/jobwatch/jobwatch/statemachine"
 )
 
 // Rows is a result being read, as *sql.Rows has it (a pgx adapter wraps
@@ -89,15 +87,6 @@ func New(c Config) *Core {
 // Fail wraps an error of operation op with the backend's prefix, redacted.
 func (c *Core) Fail(op string, err error) error {
 	return c.c.Redact(fmt.Errorf("%s: %s: %w", c.c.Prefix, op, err))
-}
-
-// writeErr is Fail, except that a violation of the dedupe index becomes an
-// error matching pgschema.ErrDuplicate with the server's detail.
-func (c *Core) writeErr(op string, err error) error {
-	if code, constraint, detail, ok := c.c.PgError(err); ok && c.c.Names.IsDedupeViolation(code, constraint) {
-		return c.c.Redact(fmt.Errorf("%s: %s: %w: %s", c.c.Prefix, op, pgschema.ErrDuplicate, detail))
-	}
-	return c.Fail(op, err)
 }
 
 // Install: see the backends' Install.
@@ -227,145 +216,6 @@ func (c *Core) NotifyRaw(ctx context.Context, payload string) error {
 		return c.Fail("notify", err)
 	}
 	return nil
-}
-
-// Enqueue: see the backends' Enqueue.
-func (c *Core) Enqueue(ctx context.Context, jobs []pgschema.NewJob) ([]jobwatch.JobID, error) {
-	st, err := c.c.Names.Enqueue(jobs)
-	if err != nil {
-		return nil, err
-	}
-	var ids []int64
-	run := func(q Querier) error {
-		ids, err = queryInt64s(ctx, q, st)
-		if err != nil {
-			return err
-		}
-		if len(ids) != len(jobs) {
-			return fmt.Errorf("returned %d ids for %d jobs", len(ids), len(jobs))
-		}
-		return nil
-	}
-	if c.c.EnqueueInTx {
-		err = c.c.DB.InTx(ctx, run)
-	} else {
-		err = run(c.c.DB)
-	}
-	if err != nil {
-		return nil, c.writeErr("enqueue", err)
-	}
-	out := make([]jobwatch.JobID, len(ids))
-	for i, id := range ids {
-		out[i] = jobwatch.JobID(id)
-	}
-	return out, nil
-}
-
-// Claim: see the backends' Claim.
-func (c *Core) Claim(ctx context.Context, req pgschema.ClaimRequest) ([]pgschema.Job, error) {
-	sel, err := c.c.Names.ClaimSelect(req)
-	if err != nil {
-		return nil, err
-	}
-	var jobs []pgschema.Job
-	err = c.c.DB.InTx(ctx, func(q Querier) error {
-		ids, err := queryInt64s(ctx, q, sel)
-		if err != nil || len(ids) == 0 {
-			return err
-		}
-		up := c.c.Names.ClaimUpdate(ids, req.QueueManagerID)
-		err = query(ctx, q, up.SQL, up.Args, func(r Rows) error {
-			j, err := pgschema.ScanJob(r.Scan)
-			if err != nil {
-				return err
-			}
-			jobs = append(jobs, j)
-			return nil
-		})
-		if err == nil && len(jobs) != len(ids) {
-			err = fmt.Errorf("claimed %d of %d locked jobs", len(jobs), len(ids))
-		}
-		return err
-	})
-	if err != nil {
-		return nil, c.Fail("claim", err)
-	}
-	return jobs, nil
-}
-
-// Apply applies ev to ids (see the backends' Apply), with traceback (JSON
-// text, "" for NULL) stored by statemachine.Error. It runs the guarded
-// transition; if it left any job untouched, it diagnoses the first such job
-// in the same transaction, rolls back and returns that job's
-// TransitionError unwrapped.
-func (c *Core) Apply(ctx context.Context, ev statemachine.Event, ids []jobwatch.JobID, traceback string) error {
-	list, err := pgschema.JobIDs(ids)
-	if err != nil {
-		return err
-	}
-	st, err := c.c.Names.Transition(ev, list, traceback)
-	if err != nil {
-		return err
-	}
-	var failure error
-	err = c.c.DB.InTx(ctx, func(q Querier) error {
-		done, err := queryInt64s(ctx, q, st)
-		if err != nil {
-			return err
-		}
-		missing := pgschema.Missing(list, done)
-		if len(missing) == 0 {
-			return nil
-		}
-		d := c.c.Names.Diagnose(missing[0])
-		var queueStatus, logStatus string
-		if err := queryRow(ctx, q, d.SQL, d.Args, &queueStatus, &logStatus); err != nil {
-			return err
-		}
-		failure = pgschema.TransitionFailure(ev, missing[0], queueStatus, logStatus)
-		return failure
-	})
-	if failure != nil && errors.Is(err, failure) {
-		return failure
-	}
-	if err != nil {
-		return c.Fail(ev.String(), err)
-	}
-	return nil
-}
-
-// Exception applies statemachine.Error to id with traceback: see the
-// backends' Exception.
-func (c *Core) Exception(ctx context.Context, id jobwatch.JobID, traceback any) error {
-	tb, err := marshalTraceback(traceback)
-	if err != nil {
-		return err
-	}
-	return c.Apply(ctx, statemachine.Error, []jobwatch.JobID{id}, tb)
-}
-
-// marshalTraceback encodes a traceback for the log's jsonb column.
-func marshalTraceback(tb any) (string, error) {
-	switch v := tb.(type) {
-	case nil:
-		return "", nil
-	case json.RawMessage:
-		if len(v) == 0 {
-			return "", nil
-		}
-		if !json.Valid(v) {
-			return "", fmt.Errorf("%w: traceback is not valid JSON", pgschema.ErrInvalidJob)
-		}
-		return string(v), nil
-	}
-	b, err := json.Marshal(tb)
-	if err != nil {
-		return "", fmt.Errorf("%w: traceback: %v", pgschema.ErrInvalidJob, err)
-	}
-	if string(b) == "null" {
-		return "", nil
-	}
-	return string(b), nil
 }
 
 // errNoRows is queryRow's error for a statement that returned no row (none

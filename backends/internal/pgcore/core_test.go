@@ -2,7 +2,6 @@ package pgcore
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/jobwatch/jobwatch"
 	"github.com/jobwatch/jobwatch/backends/internal/pgschema"
+	"github.com/jobwatch/jobwatch/queue"
 	"github.com/jobwatch/jobwatch/statemachine"
 )
 
@@ -68,6 +68,10 @@ func (r *fakeRows) Scan(dest ...any) error {
 			*d = row[i].(string)
 		case *bool:
 			*d = row[i].(bool)
+		case *time.Time:
+			*d = row[i].(time.Time)
+		case *[]byte:
+			*d, _ = row[i].([]byte)
 		default:
 			return errors.New("fake: unsupported destination")
 		}
@@ -155,7 +159,7 @@ func newFake(t *testing.T, inTx bool, reply func(sql string, args []any) ([][]an
 }
 
 func TestEnqueue(t *testing.T) {
-	jobs := []pgschema.NewJob{{Entrypoint: "a"}, {Entrypoint: "b"}}
+	jobs := []queue.NewJob{{Entrypoint: "a"}, {Entrypoint: "b"}}
 	for _, inTx := range []bool{false, true} {
 		c, db := newFake(t, inTx, func(string, []any) ([][]any, error) {
 			return [][]any{{int64(7)}, {int64(8)}}, nil
@@ -180,28 +184,8 @@ func TestEnqueue(t *testing.T) {
 	if got := strings.Join(db.log, " "); got != "begin tx query rollback" {
 		t.Errorf("too few ids ran %q", got)
 	}
-	if _, err := c.Enqueue(context.Background(), nil); !errors.Is(err, pgschema.ErrInvalidJob) {
+	if _, err := c.Enqueue(context.Background(), nil); !errors.Is(err, queue.ErrInvalidJob) {
 		t.Errorf("no jobs: %v", err)
-	}
-}
-
-func TestEnqueueDuplicate(t *testing.T) {
-	var c *Core
-	c, _ = newFake(t, false, func(string, []any) ([][]any, error) {
-		return nil, dupError{constraint: c.c.Names.IdxDedupe}
-	})
-	_, err := c.Enqueue(context.Background(), []pgschema.NewJob{{Entrypoint: "a", DedupeKey: "k"}})
-	if !errors.Is(err, pgschema.ErrDuplicate) || !strings.HasPrefix(err.Error(), "jobwatch/test: enqueue: ") ||
-		!strings.Contains(err.Error(), "already exists") {
-		t.Errorf("Enqueue = %v, want ErrDuplicate with context and detail", err)
-	}
-	// Another unique index is not a dedupe conflict; the error is
-	// redacted either way.
-	c2, _ := newFake(t, false, func(string, []any) ([][]any, error) { return nil, dupError{constraint: "other"} })
-	_, err = c2.Enqueue(context.Background(), []pgschema.NewJob{{Entrypoint: "a"}})
-	if errors.Is(err, pgschema.ErrDuplicate) || err == nil || strings.Contains(err.Error(), "hunter2") ||
-		err.Error() != "jobwatch/test: enqueue: duplicate key, password xxxxx" {
-		t.Errorf("Enqueue = %v", err)
 	}
 }
 
@@ -257,27 +241,6 @@ func TestFetchStatuses(t *testing.T) {
 	got, err := c.FetchStatuses(context.Background(), []jobwatch.JobID{1, 2})
 	if got != nil || !errors.Is(err, statemachine.ErrUnknownState) {
 		t.Errorf("FetchStatuses = %v, %v", got, err)
-	}
-}
-
-func TestMarshalTraceback(t *testing.T) {
-	for _, c := range []struct {
-		in   any
-		want string
-		err  bool
-	}{
-		{nil, "", false},
-		{json.RawMessage(nil), "", false},
-		{json.RawMessage(`{"a":1}`), `{"a":1}`, false},
-		{json.RawMessage(`{`), "", true},
-		{map[string]int{"a": 1}, `{"a":1}`, false},
-		{(*int)(nil), "", false},
-		{func() {}, "", true},
-	} {
-		got, err := marshalTraceback(c.in)
-		if got != c.want || (err != nil) != c.err || (err != nil && !errors.Is(err, pgschema.ErrInvalidJob)) {
-			t.Errorf("marshalTraceback(%#v) = %q, %v", c.in, got, err)
-		}
 	}
 }
 

@@ -3,29 +3,13 @@ package pgschema
 import (
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"math"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/jobwatch/jobwatch"
+	"github.com/jobwatch/jobwatch/queue"
 	"github.com/jobwatch/jobwatch/statemachine"
-)
-
-// Sentinel errors of the lifecycle, matched with errors.Is. Backends
-// re-export them (the same values) so users can match them.
-var (
-	// ErrUnknownJob: a transition named a job the database has never seen
-	// (no queue row and no log row). The error also matches
-	// statemachine.ErrIllegalTransition.
-	ErrUnknownJob = errors.New("jobwatch: unknown job")
-	// ErrDuplicate: an enqueued job's dedupe key is already held by a
-	// queued or picked job (or repeated within the batch).
-	ErrDuplicate = errors.New("jobwatch: duplicate dedupe key")
-	// ErrInvalidJob: a NewJob or ClaimRequest that cannot be written.
-	ErrInvalidJob = errors.New("jobwatch: invalid job")
 )
 
 // Stmt is one SQL statement with its arguments in order. Array arguments
@@ -81,45 +65,16 @@ func ParseStatus(id int64, status string) (jobwatch.Status, error) {
 	return jobwatch.Status{ID: jobwatch.JobID(id), State: st}, nil
 }
 
-// NewJob is a job to enqueue.
-type NewJob struct {
-	// Entrypoint names the function a worker runs. Required.
-	Entrypoint string
-	// Payload is passed to the worker as is. Empty (nil or zero length) is
-	// stored as NULL.
-	Payload []byte
-	// Priority: higher is claimed first. It must fit in a PostgreSQL int.
-	Priority int
-	// ExecuteAfter delays the job: it is not claimed before now plus this.
-	// Must not be negative.
-	ExecuteAfter time.Duration
-	// DedupeKey, when not empty, must be unique among queued and picked
-	// jobs; enqueueing a second one fails with ErrDuplicate.
-	DedupeKey string
-	// Headers are stored as a JSON object (nil: NULL).
-	Headers map[string]any
-}
-
-func checkText(field, s string) error {
-	if !utf8.ValidString(s) {
-		return fmt.Errorf("%w: %s is not valid UTF-8", ErrInvalidJob, field)
-	}
-	if strings.IndexByte(s, 0) >= 0 {
-		return fmt.Errorf("%w: %s contains a NUL byte", ErrInvalidJob, field)
-	}
-	return nil
-}
-
 // Enqueue builds the statement that inserts jobs, in the given order, with
 // their "queued" log rows, and returns one row per job, its id (bigint), in
 // input order. The ids are drawn from the queue table's id sequence before
 // the insert and tied to each input's ordinal, so the order does not depend
 // on the executor. A dedupe conflict fails the whole statement (see
-// IsDedupeViolation). An invalid job returns an error matching
-// ErrInvalidJob naming its index.
-func (n Names) Enqueue(jobs []NewJob) (Stmt, error) {
-	if len(jobs) == 0 {
-		return Stmt{}, fmt.Errorf("%w: no jobs to enqueue", ErrInvalidJob)
+// IsDedupeViolation and DedupeHolders). Jobs that queue.CheckJobs refuses
+// return its error.
+func (n Names) Enqueue(jobs []queue.NewJob) (Stmt, error) {
+	if err := queue.CheckJobs(jobs); err != nil {
+		return Stmt{}, err
 	}
 	prio := make([]int64, len(jobs))
 	entry := make([]string, len(jobs))
@@ -128,28 +83,8 @@ func (n Names) Enqueue(jobs []NewJob) (Stmt, error) {
 	dedupe := make([]string, len(jobs))
 	headers := make([]string, len(jobs))
 	for i, j := range jobs {
-		if j.Entrypoint == "" {
-			return Stmt{}, fmt.Errorf("%w: job %d: empty entrypoint", ErrInvalidJob, i)
-		}
-		if err := checkText("entrypoint", j.Entrypoint); err != nil {
-			return Stmt{}, fmt.Errorf("job %d: %w", i, err)
-		}
-		if err := checkText("dedupe key", j.DedupeKey); err != nil {
-			return Stmt{}, fmt.Errorf("job %d: %w", i, err)
-		}
-		if j.Priority < math.MinInt32 || j.Priority > math.MaxInt32 {
-			return Stmt{}, fmt.Errorf("%w: job %d: priority %d out of range of int4", ErrInvalidJob, i, j.Priority)
-		}
-		if j.ExecuteAfter < 0 {
-			return Stmt{}, fmt.Errorf("%w: job %d: negative ExecuteAfter %v", ErrInvalidJob, i, j.ExecuteAfter)
-		}
-		if j.Headers != nil {
-			b, err := json.Marshal(j.Headers)
-			if err != nil {
-				return Stmt{}, fmt.Errorf("%w: job %d: headers: %v", ErrInvalidJob, i, err)
-			}
-			headers[i] = string(b)
-		}
+		h, _ := j.HeadersJSON() // CheckJobs encoded them already
+		headers[i] = string(h)
 		prio[i] = int64(j.Priority)
 		entry[i] = j.Entrypoint
 		payload[i] = j.Payload
@@ -190,19 +125,6 @@ func (n Names) IsDedupeViolation(sqlstate, constraint string) bool {
 	return sqlstate == "23505" && constraint == n.IdxDedupe
 }
 
-// ClaimRequest asks for up to Limit queued jobs of the given entrypoints
-// whose execute_after has passed, highest priority first, then oldest id.
-type ClaimRequest struct {
-	Entrypoints []string
-	Limit       int
-	// QueueManagerID is stored in queue_manager_id (a uuid) on every
-	// claimed job; the zero value stores NULL.
-	QueueManagerID [16]byte
-}
-
-// MaxClaimLimit bounds ClaimRequest.Limit.
-const MaxClaimLimit = 100000
-
 // ClaimSelect builds the first statement of a claim: it locks the jobs to
 // claim (FOR UPDATE SKIP LOCKED, so concurrent claimers never get the same
 // job and never wait for each other) and returns their ids (bigint). When it
@@ -210,20 +132,9 @@ const MaxClaimLimit = 100000
 // sent, which a single UPDATE statement would do even for zero rows: the
 // trigger is statement-level). Otherwise run ClaimUpdate with the ids in
 // the same transaction.
-func (n Names) ClaimSelect(req ClaimRequest) (Stmt, error) {
-	if len(req.Entrypoints) == 0 {
-		return Stmt{}, fmt.Errorf("%w: claim: no entrypoints", ErrInvalidJob)
-	}
-	for _, e := range req.Entrypoints {
-		if e == "" {
-			return Stmt{}, fmt.Errorf("%w: claim: empty entrypoint", ErrInvalidJob)
-		}
-		if err := checkText("entrypoint", e); err != nil {
-			return Stmt{}, fmt.Errorf("claim: %w", err)
-		}
-	}
-	if req.Limit <= 0 || req.Limit > MaxClaimLimit {
-		return Stmt{}, fmt.Errorf("%w: claim: limit %d outside 1..%d", ErrInvalidJob, req.Limit, MaxClaimLimit)
+func (n Names) ClaimSelect(req queue.ClaimRequest) (Stmt, error) {
+	if err := req.Validate(); err != nil {
+		return Stmt{}, err
 	}
 	sql := `SELECT id::bigint FROM ` + n.qQueue() + `
 WHERE entrypoint = ANY($1::text[]) AND status = 'queued' AND execute_after <= NOW()
@@ -261,28 +172,11 @@ const JobColumns = `id::bigint, priority::bigint, entrypoint, payload, COALESCE(
 	`attempts::bigint, COALESCE(dedupe_key, ''), COALESCE(queue_manager_id::text, ''), ` +
 	`created, updated, heartbeat, execute_after`
 
-// Job is a row of the queue table.
-type Job struct {
-	ID             jobwatch.JobID
-	Priority       int
-	Entrypoint     string
-	Payload        []byte          // nil when NULL
-	Headers        json.RawMessage // nil when NULL
-	Status         statemachine.State
-	Attempts       int
-	DedupeKey      string   // empty when NULL
-	QueueManagerID [16]byte // zero when NULL
-	Created        time.Time
-	Updated        time.Time
-	Heartbeat      time.Time
-	ExecuteAfter   time.Time
-}
-
 // ScanJob scans one row of JobColumns with a driver's Scan method
 // (pgx.Rows.Scan and (*sql.Rows).Scan have the same signature).
-func ScanJob(scan func(dest ...any) error) (Job, error) {
+func ScanJob(scan func(dest ...any) error) (queue.Job, error) {
 	var (
-		j                      Job
+		j                      queue.Job
 		id, prio, attempts     int64
 		headers, status, qm    string
 		payload                []byte
@@ -290,15 +184,15 @@ func ScanJob(scan func(dest ...any) error) (Job, error) {
 	)
 	if err := scan(&id, &prio, &j.Entrypoint, &payload, &headers, &status, &attempts, &j.DedupeKey, &qm,
 		&created, &upd, &hb, &exec); err != nil {
-		return Job{}, err
+		return queue.Job{}, err
 	}
 	st, err := statemachine.ParseState(status)
 	if err != nil {
-		return Job{}, fmt.Errorf("jobwatch: job %d: %w", id, err)
+		return queue.Job{}, fmt.Errorf("jobwatch: job %d: %w", id, err)
 	}
 	if qm != "" {
 		if j.QueueManagerID, err = ParseUUID(qm); err != nil {
-			return Job{}, fmt.Errorf("jobwatch: job %d: queue_manager_id: %w", id, err)
+			return queue.Job{}, fmt.Errorf("jobwatch: job %d: queue_manager_id: %w", id, err)
 		}
 	}
 	if headers != "" {
@@ -496,10 +390,10 @@ func TransitionFailure(ev statemachine.Event, id int64, queueStatus, logStatus s
 	if cur == "" {
 		cur = logStatus
 	}
-	te := &statemachine.TransitionError{ID: id, Event: ev}
 	if cur == "" {
-		return fmt.Errorf("%w %d: %w", ErrUnknownJob, id, te)
+		return queue.UnknownJobError(ev, jobwatch.JobID(id))
 	}
+	te := &statemachine.TransitionError{ID: id, Event: ev}
 	st, err := statemachine.ParseState(cur)
 	if err != nil {
 		return fmt.Errorf("jobwatch: job %d: %w (and the transition failed: %w)", id, err, te)

@@ -4,9 +4,11 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jobwatch/jobwatch"
 	"github.com/jobwatch/jobwatch/backends/internal/pgschema"
+	"github.com/jobwatch/jobwatch/queue"
 	"github.com/jobwatch/jobwatch/statemachine"
 )
 
@@ -219,12 +221,12 @@ func TestTransitionFailure(t *testing.T) {
 	t.Parallel()
 	err := pgschema.TransitionFailure(statemachine.Complete, 7, "", "")
 	var te *statemachine.TransitionError
-	if !errors.Is(err, pgschema.ErrUnknownJob) || !errors.Is(err, statemachine.ErrIllegalTransition) ||
+	if !errors.Is(err, queue.ErrUnknownJob) || !errors.Is(err, statemachine.ErrIllegalTransition) ||
 		!errors.As(err, &te) || te.ID != 7 || te.From != statemachine.None {
 		t.Errorf("unknown job: %v", err)
 	}
 	err = pgschema.TransitionFailure(statemachine.Complete, 8, "queued", "queued")
-	if !errors.As(err, &te) || te.ID != 8 || te.From != statemachine.Queued || errors.Is(err, pgschema.ErrUnknownJob) {
+	if !errors.As(err, &te) || te.ID != 8 || te.From != statemachine.Queued || errors.Is(err, queue.ErrUnknownJob) {
 		t.Errorf("queued job: %v", err)
 	}
 	err = pgschema.TransitionFailure(statemachine.Cancel, 9, "", "successful")
@@ -243,7 +245,7 @@ func TestTransitionFailure(t *testing.T) {
 func TestEnqueueValidation(t *testing.T) {
 	t.Parallel()
 	n, _ := pgschema.NewNames("", "")
-	bad := []pgschema.NewJob{
+	bad := []queue.NewJob{
 		{},
 		{Entrypoint: "a\x00b"},
 		{Entrypoint: "a", ExecuteAfter: -1},
@@ -252,25 +254,25 @@ func TestEnqueueValidation(t *testing.T) {
 		{Entrypoint: "a", Headers: map[string]any{"f": func() {}}},
 	}
 	for _, j := range bad {
-		if _, err := n.Enqueue([]pgschema.NewJob{j}); !errors.Is(err, pgschema.ErrInvalidJob) {
+		if _, err := n.Enqueue([]queue.NewJob{j}); !errors.Is(err, queue.ErrInvalidJob) {
 			t.Errorf("Enqueue(%+v) = %v, want ErrInvalidJob", j, err)
 		}
 	}
-	if _, err := n.Enqueue(nil); !errors.Is(err, pgschema.ErrInvalidJob) {
+	if _, err := n.Enqueue(nil); !errors.Is(err, queue.ErrInvalidJob) {
 		t.Errorf("Enqueue(nil) = %v", err)
 	}
-	st, err := n.Enqueue([]pgschema.NewJob{{Entrypoint: "a", Payload: []byte("p"), Headers: map[string]any{"k": 1}}, {Entrypoint: "b"}})
+	st, err := n.Enqueue([]queue.NewJob{{Entrypoint: "a", Payload: []byte("p"), Headers: map[string]any{"k": 1}}, {Entrypoint: "b"}})
 	if err != nil || len(st.Args) != 6 {
 		t.Fatalf("Enqueue = %+v, %v", st, err)
 	}
 	if h := st.Args[5].([]string); h[0] != `{"k":1}` || h[1] != "" {
 		t.Errorf("headers arg = %q", h)
 	}
-	for _, req := range []pgschema.ClaimRequest{
+	for _, req := range []queue.ClaimRequest{
 		{Limit: 1}, {Entrypoints: []string{""}, Limit: 1}, {Entrypoints: []string{"a"}},
-		{Entrypoints: []string{"a"}, Limit: pgschema.MaxClaimLimit + 1},
+		{Entrypoints: []string{"a"}, Limit: queue.MaxClaimLimit + 1},
 	} {
-		if _, err := n.ClaimSelect(req); !errors.Is(err, pgschema.ErrInvalidJob) {
+		if _, err := n.ClaimSelect(req); !errors.Is(err, queue.ErrInvalidJob) {
 			t.Errorf("ClaimSelect(%+v) = %v", req, err)
 		}
 	}
@@ -309,5 +311,48 @@ func TestInstallationCheck(t *testing.T) {
 	part.Trigger = false
 	if err := part.Check(); !errors.Is(err, pgschema.ErrPartialInstall) || !strings.Contains(err.Error(), "trigger") {
 		t.Errorf("partial installation: %v", err)
+	}
+}
+
+func TestHeartbeatFailure(t *testing.T) {
+	t.Parallel()
+	var np *queue.NotPickedError
+	err := pgschema.HeartbeatFailure(7, "", "")
+	if !errors.As(err, &np) || np.ID != 7 || np.State != statemachine.None ||
+		!errors.Is(err, queue.ErrUnknownJob) || !errors.Is(err, queue.ErrNotPicked) {
+		t.Errorf("unknown job: %v", err)
+	}
+	err = pgschema.HeartbeatFailure(8, "queued", "queued")
+	if !errors.As(err, &np) || np.State != statemachine.Queued || errors.Is(err, queue.ErrUnknownJob) {
+		t.Errorf("queued job: %v", err)
+	}
+	err = pgschema.HeartbeatFailure(9, "", "successful")
+	if !errors.As(err, &np) || np.State != statemachine.Successful {
+		t.Errorf("finished job: %v", err)
+	}
+	if err := pgschema.HeartbeatFailure(10, "bogus", ""); !errors.Is(err, queue.ErrNotPicked) || errors.Is(err, queue.ErrUnknownJob) {
+		t.Errorf("unknown status: %v", err)
+	}
+}
+
+func TestScanTransition(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	row := func(status, tb string) func(dest ...any) error {
+		return func(dest ...any) error {
+			*dest[0].(*string), *dest[1].(*time.Time), *dest[2].(*string), *dest[3].(*int64), *dest[4].(*string) = status, at, "ep", 3, tb
+			return nil
+		}
+	}
+	tr, err := pgschema.ScanTransition(row("exception", `{"exception_type": "ValueError"}`))
+	if err != nil || tr.State != statemachine.Exception || !tr.At.Equal(at) || tr.Entrypoint != "ep" || tr.Priority != 3 ||
+		tr.Traceback == nil || tr.Traceback.ExceptionType != "ValueError" {
+		t.Errorf("ScanTransition = %+v, %v", tr, err)
+	}
+	if tr, err := pgschema.ScanTransition(row("queued", "")); err != nil || tr.Traceback != nil {
+		t.Errorf("no traceback: %+v, %v", tr, err)
+	}
+	if _, err := pgschema.ScanTransition(row("nonsense", "")); !errors.Is(err, statemachine.ErrUnknownState) {
+		t.Errorf("bad status: %v", err)
 	}
 }

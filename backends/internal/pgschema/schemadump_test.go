@@ -26,6 +26,7 @@ import (
 	jwpq "github.com/jobwatch/jobwatch/backends/pq"
 	"github.com/jobwatch/jobwatch/internal/pgtest"
 	"github.com/jobwatch/jobwatch/internal/redact"
+	"github.com/jobwatch/jobwatch/queue"
 	"github.com/jobwatch/jobwatch/statemachine"
 )
 
@@ -50,7 +51,7 @@ type backend interface {
 	jobwatch.Driver
 	Install(ctx context.Context) (pgschema.InstallResult, error)
 	Installed(ctx context.Context) (bool, error)
-	Enqueue(ctx context.Context, jobs ...pgschema.NewJob) ([]jobwatch.JobID, error)
+	Enqueue(ctx context.Context, jobs ...queue.NewJob) ([]jobwatch.JobID, error)
 	Apply(ctx context.Context, ev statemachine.Event, ids ...jobwatch.JobID) error
 }
 

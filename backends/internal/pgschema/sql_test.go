@@ -7,6 +7,7 @@ import (
 
 	"github.com/jobwatch/jobwatch/backends/internal/pgschema"
 	"github.com/jobwatch/jobwatch/internal/pgtest"
+	"github.com/jobwatch/jobwatch/queue"
 	"github.com/jobwatch/jobwatch/statemachine"
 )
 
@@ -49,13 +50,18 @@ func TestSQLOnServer(t *testing.T) {
 		"ListenerPID":   pgschema.ListenerPIDSQL,
 		"Diagnose":      n.Diagnose(1).SQL,
 		"ClaimUpdate":   n.ClaimUpdate([]int64{1}, [16]byte{}).SQL,
+		"DedupeHolders": n.DedupeHolders([]string{"k"}).SQL,
+		"HoldersOf":     n.HoldersOf([]int64{1}).SQL,
+		"Heartbeat":     n.Heartbeat([]int64{1}).SQL,
+		"InspectJob":    n.InspectJob(1).SQL,
+		"InspectLog":    n.InspectLog(1, 10).SQL,
 	}
-	if st, err := n.Enqueue([]pgschema.NewJob{{Entrypoint: "x"}}); err == nil {
+	if st, err := n.Enqueue([]queue.NewJob{{Entrypoint: "x"}}); err == nil {
 		stmts["Enqueue"] = st.SQL
 	} else {
 		t.Fatal(err)
 	}
-	if st, err := n.ClaimSelect(pgschema.ClaimRequest{Entrypoints: []string{"x"}, Limit: 1}); err == nil {
+	if st, err := n.ClaimSelect(queue.ClaimRequest{Entrypoints: []string{"x"}, Limit: 1}); err == nil {
 		stmts["ClaimSelect"] = st.SQL
 	} else {
 		t.Fatal(err)

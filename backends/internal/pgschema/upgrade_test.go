@@ -11,6 +11,7 @@ import (
 	"github.com/jobwatch/jobwatch"
 	"github.com/jobwatch/jobwatch/backends/internal/pgschema"
 	"github.com/jobwatch/jobwatch/internal/pgtest"
+	"github.com/jobwatch/jobwatch/queue"
 	"github.com/jobwatch/jobwatch/statemachine"
 )
 
@@ -74,10 +75,10 @@ func tableContents(t *testing.T, n pgschema.Names) string {
 // and a statistics row, and returns the job ids.
 func someJobs(t *testing.T, ctx context.Context, b backend, n pgschema.Names) []jobwatch.JobID {
 	t.Helper()
-	ids, err := b.Enqueue(ctx, pgschema.NewJob{Entrypoint: "a", Payload: []byte("p"), DedupeKey: "k"},
-		pgschema.NewJob{Entrypoint: "b", Priority: 5, Headers: map[string]any{"h": 1}},
-		pgschema.NewJob{Entrypoint: "c"}, pgschema.NewJob{Entrypoint: "d"},
-		pgschema.NewJob{Entrypoint: "e"}, pgschema.NewJob{Entrypoint: "f"})
+	ids, err := b.Enqueue(ctx, queue.NewJob{Entrypoint: "a", Payload: []byte("p"), DedupeKey: "k"},
+		queue.NewJob{Entrypoint: "b", Priority: 5, Headers: map[string]any{"h": 1}},
+		queue.NewJob{Entrypoint: "c"}, queue.NewJob{Entrypoint: "d"},
+		queue.NewJob{Entrypoint: "e"}, queue.NewJob{Entrypoint: "f"})
 	if err != nil {
 		t.Fatal(err)
 	}

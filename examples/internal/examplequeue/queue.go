@@ -15,15 +15,26 @@ import (
 	"github.com/jobwatch/jobwatch"
 	"github.com/jobwatch/jobwatch/backends/fake"
 	jwpgx "github.com/jobwatch/jobwatch/backends/pgx"
+	"github.com/jobwatch/jobwatch/queue"
 	"github.com/jobwatch/jobwatch/statemachine"
 )
 
-// Queue is what this example needs from a backend: the Driver to watch, and
-// the writes that the enqueuer and the pretend workers make.
+// Queue is what these examples need from a backend: the Driver to watch,
+// the job API the enqueuer uses, and Apply, with which the pretend workers
+// move a given job. backends/fake and backends/pgx both have it.
 type Queue interface {
 	jobwatch.Driver
-	Enqueue(ctx context.Context, n int) ([]jobwatch.JobID, error)
+	queue.Queue
 	Apply(ctx context.Context, ev statemachine.Event, ids ...jobwatch.JobID) error
+}
+
+// Jobs returns one job per entrypoint.
+func Jobs(entrypoints ...string) []queue.NewJob {
+	jobs := make([]queue.NewJob, len(entrypoints))
+	for i, e := range entrypoints {
+		jobs[i] = queue.NewJob{Entrypoint: e}
+	}
+	return jobs
 }
 
 // Open returns the in-memory backend when dsn is empty, else a
@@ -49,7 +60,7 @@ func Open(ctx context.Context, dsn string) (q Queue, release func(), err error) 
 		return nil, nil, err
 	}
 	fmt.Printf("on PostgreSQL, in a queue under prefix %s\n", prefix)
-	return pgQueue{b}, func() {
+	return b, func() {
 		// ctx may be over by now; the tables must go anyway.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
@@ -58,15 +69,4 @@ func Open(ctx context.Context, dsn string) (q Queue, release func(), err error) 
 		}
 		pool.Close()
 	}, nil
-}
-
-// pgQueue gives the pgx backend the fake's Enqueue(ctx, n).
-type pgQueue struct{ *jwpgx.Backend }
-
-func (q pgQueue) Enqueue(ctx context.Context, n int) ([]jobwatch.JobID, error) {
-	jobs := make([]jwpgx.NewJob, n)
-	for i := range jobs {
-		jobs[i] = jwpgx.NewJob{Entrypoint: "example"}
-	}
-	return q.Backend.Enqueue(ctx, jobs...)
 }
