@@ -67,4 +67,8 @@ type Stats struct {
 
 	LastError   error // the latest read or listener error, nil if none
 	LastErrorAt time.Time
+	// Failing is the driver error of now: the latest read's error while
+	// reads are failing, else the listener's while it cannot listen; nil
+	// once both work again. LastError keeps the latest error after that.
+	Failing error
 }

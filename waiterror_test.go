@@ -67,6 +67,9 @@ func TestWaitErrorSaysWhy(t *testing.T) {
 				if tt.wantErr != nil && !strings.Contains(err.Error(), tt.wantErr.Error()) {
 					t.Errorf("message %q does not say why", err)
 				}
+				if f := env.w.Stats().Failing; !errors.Is(f, tt.wantErr) || (f == nil) != (tt.wantErr == nil) {
+					t.Errorf("Stats().Failing = %v, want %v", f, tt.wantErr)
+				}
 			})
 		})
 	}
@@ -199,5 +202,34 @@ func TestMultiWaitsSayWhyPerJob(t *testing.T) {
 			t.Fatalf("WaitAny err = %v, want an UnsettledError", err)
 		}
 		check("WaitAny", ue.Jobs)
+	})
+}
+
+// Stats.Failing holds the driver error only while reads fail; LastError
+// keeps it after they work again.
+func TestStatsFailingClearsOnRecovery(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newFake(t)
+		w := newWatcher(t, b, jobwatch.WithBackoff(time.Second, time.Second))
+		ids := mustEnqueue(t, b, 1)
+		listening(t, w)
+		errDenied := errors.New("permission denied")
+		b.FailReads(2, errDenied)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			_, _ = w.Wait(ctx, ids[0])
+		}()
+		advance(500 * time.Millisecond) // the wait's first read, not yet its retry
+		if f := w.Stats().Failing; !errors.Is(f, errDenied) {
+			t.Fatalf("Stats().Failing = %v while reads fail, want %v", f, errDenied)
+		}
+		advance(10 * time.Second) // the retries after the backoff work
+		s := w.Stats()
+		if s.Failing != nil || !errors.Is(s.LastError, errDenied) {
+			t.Fatalf("after recovery Failing = %v, LastError = %v; want nil and %v", s.Failing, s.LastError, errDenied)
+		}
+		mustApply(t, b, succeed, ids[0])
+		synctest.Wait()
 	})
 }

@@ -382,6 +382,7 @@ func (w *Watcher) Stats() Stats {
 	s.Pending = len(w.pending)
 	s.Waiters = w.waiters
 	s.Listening = w.sub != nil
+	s.Failing = w.driverErr()
 	s.IgnoredNotifications = w.ignoredGone
 	if ic, ok := w.sub.(IgnoredCounter); ok {
 		s.IgnoredNotifications += ic.Ignored()
