@@ -5,16 +5,24 @@ import (
 	"testing"
 )
 
-func gapsOf(c cursor) []gap { return slices.Clone(c.gaps) }
+// read is one read as advance sees it: the log ids seen and, when listed,
+// the holders of the sequence lock.
+type read struct {
+	seen    []int64
+	holders []string
+	listed  bool
+}
 
-// Each step is one read: its snapshot, the log ids it saw, and what the
-// cursor must be afterwards.
+func listing(holders ...string) read { return read{holders: holders, listed: true} }
+
+func (r read) with(seen ...int64) read { r.seen = seen; return r }
+
+// Each step is one read and what the cursor must be afterwards.
 func TestCursorAdvance(t *testing.T) {
 	type step struct {
-		snap        snapshot
-		seen        []int64
+		read        read
 		wantHigh    int64
-		wantGaps    []gap
+		wantGaps    []int64
 		wantPartial bool
 	}
 	tests := []struct {
@@ -23,38 +31,62 @@ func TestCursorAdvance(t *testing.T) {
 		steps []step
 	}{
 		{"in order, nothing running", cursor{high: 10}, []step{
-			{snapshot{100, 100}, []int64{11, 12}, 12, nil, false},
-			{snapshot{101, 101}, nil, 12, nil, false},
+			{read{seen: []int64{11, 12}}, 12, nil, false},
+			{read{}, 12, nil, false},
 		}},
 		{"late commit fills its gap", cursor{high: 10}, []step{
-			// 11 belongs to xid 90, still running: missed, so a gap.
-			{snapshot{90, 100}, []int64{12}, 12, []gap{{11, 0}}, false},
-			// missed again: now it waits for xmax 105.
-			{snapshot{90, 105}, nil, 12, []gap{{11, 105}}, false},
-			// xid 90 commits: the row shows up and the gap closes.
-			{snapshot{105, 106}, []int64{11}, 12, nil, false},
+			// 11 belongs to transaction 3/7, still running: missed.
+			{read{seen: []int64{12}}, 12, []int64{11}, false},
+			{listing("3/7"), 12, []int64{11}, false},
+			{listing("3/7", "4/2"), 12, []int64{11}, false},
+			// 3/7 commits: the row shows up and the gap closes.
+			{listing("4/2").with(11), 12, nil, false},
 		}},
-		{"rolled-back gap retires once older transactions end", cursor{high: 10}, []step{
-			{snapshot{90, 100}, []int64{12}, 12, []gap{{11, 0}}, false},
-			{snapshot{90, 104}, nil, 12, []gap{{11, 104}}, false},
-			{snapshot{103, 105}, nil, 12, []gap{{11, 104}}, false}, // 103 may still hold it
-			{snapshot{104, 105}, nil, 12, nil, false},              // everything before 104 ended
+		{"rolled-back gap retires one read after its takers ended", cursor{high: 10}, []step{
+			{read{seen: []int64{12}}, 12, []int64{11}, false},
+			{listing("3/7", "5/1"), 12, []int64{11}, false},
+			{listing("5/1", "6/9"), 12, []int64{11}, false}, // 5/1 may hold it; 6/9 came later
+			{listing("6/9"), 12, []int64{11}, false},        // all ended, but maybe after this snapshot
+			{listing("6/9"), 12, nil, false},                // missed after they ended: retired
 		}},
-		{"fresh cursor is partial through the read that passes its xmax", startCursor(snapshot{50, 60}, 10), []step{
-			{snapshot{55, 61}, nil, 10, nil, true},
-			{snapshot{60, 62}, nil, 10, nil, true}, // first read after: still partial
-			{snapshot{62, 62}, nil, 10, nil, false},
+		// The defect of a snapshot horizon: B holds the newest xid, so the
+		// snapshot after A's commit is b:b: and an xmin rule retires the
+		// gap at once. B holds the sequence lock until it ends.
+		{"transaction with the newest xid keeps its gap", cursor{high: 10}, []step{
+			{read{seen: []int64{12}}, 12, []int64{11}, false},
+			{listing("B"), 12, []int64{11}, false},
+			{listing("B"), 12, []int64{11}, false},
+			{listing("B"), 12, []int64{11}, false},
+			{listing().with(11), 12, nil, false},
+		}},
+		{"gaps found by a listed read wait on its listing", cursor{high: 10, gaps: []gap{{id: 5, wait: horizon{listed: true, on: []string{"1/1"}}}}}, []step{
+			{listing("1/1", "2/2").with(13), 13, []int64{5, 11, 12}, false},
+			{listing("2/2"), 13, []int64{5, 11, 12}, false}, // 5 final now, 11 and 12 wait on 2/2
+			{listing(), 13, []int64{11, 12}, false},
+			{listing(), 13, nil, false},
+		}},
+		{"fresh cursor is partial through the read whose listing is empty", startCursor(10, []string{"1/1", "2/2"}), []step{
+			{listing("1/1", "2/2", "3/3"), 10, nil, true},
+			{listing("2/2", "3/3"), 10, nil, true},
+			{listing("3/3"), 10, nil, true}, // the re-read after this one sees them
+			{read{}, 10, nil, false},
+		}},
+		{"fresh cursor with nothing running vouches at once", startCursor(10, nil), []step{
+			{read{}, 10, nil, false},
 		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := tt.start
 			for i, s := range tt.steps {
+				if !s.read.listed && c.needsListing() {
+					t.Fatalf("step %d: read without a listing while the cursor needs one", i)
+				}
 				var partial bool
-				c, partial = c.advance(s.snap, s.seen)
-				if c.high != s.wantHigh || partial != s.wantPartial || !slices.Equal(gapsOf(c), s.wantGaps) {
+				c, partial = c.advance(s.read.seen, s.read.holders, s.read.listed)
+				if c.high != s.wantHigh || partial != s.wantPartial || !slices.Equal(c.gapIDs(), s.wantGaps) {
 					t.Fatalf("step %d: high %d gaps %v partial %v; want %d %v %v",
-						i, c.high, c.gaps, partial, s.wantHigh, s.wantGaps, s.wantPartial)
+						i, c.high, c.gapIDs(), partial, s.wantHigh, s.wantGaps, s.wantPartial)
 				}
 			}
 		})
@@ -62,26 +94,45 @@ func TestCursorAdvance(t *testing.T) {
 }
 
 // Too many missing ids (a large rolled-back batch) are not tracked one by
-// one: the feed turns partial until every running transaction has ended.
+// one: the feed turns partial until every transaction holding the
+// sequence lock at the next listing has ended.
 func TestCursorGapOverflow(t *testing.T) {
-	c := cursor{high: 0}
-	next, partial := c.advance(snapshot{10, 20}, []int64{MaxGaps + 100})
-	if !partial || len(next.gaps) != MaxGaps || next.partialUntil != 20 {
-		t.Fatalf("partial %v, %d gaps, until %d", partial, len(next.gaps), next.partialUntil)
+	tests := []struct {
+		name  string
+		first read
+		then  []read // partial through the last of them, not after
+	}{
+		{"unlisted read", read{seen: []int64{MaxGaps + 100}}, []read{listing("1/1"), listing("2/2")}},
+		{"listed read", listing("1/1").with(MaxGaps + 100), []read{listing("1/1", "2/2"), listing("2/2")}},
+		{"listed read, nothing running", listing().with(MaxGaps + 100), nil},
 	}
-	next, partial = next.advance(snapshot{20, 21}, nil)
-	if !partial || next.partialUntil != 0 {
-		t.Fatalf("read after the overflow's xmax: partial %v, until %d", partial, next.partialUntil)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := cursor{high: 0}
+			next, partial := c.advance(tt.first.seen, tt.first.holders, tt.first.listed)
+			if !partial || len(next.gaps) != MaxGaps {
+				t.Fatalf("partial %v, %d gaps", partial, len(next.gaps))
+			}
+			for i, r := range append(tt.then, listing()) {
+				next, partial = next.advance(nil, r.holders, r.listed)
+				if want := i < len(tt.then); partial != want {
+					t.Fatalf("read %d after the overflow: partial %v, want %v", i, partial, want)
+				}
+			}
+		})
 	}
 }
 
 // advance never changes the cursor it was called on: a cursor handed to
 // the watcher stays valid if a later read fails.
 func TestCursorAdvanceLeavesInputAlone(t *testing.T) {
-	c := cursor{high: 5, gaps: []gap{{3, 0}, {4, 9}}}
-	before := gapsOf(c)
-	_, _ = c.advance(snapshot{10, 10}, []int64{3, 6})
-	if !slices.Equal(c.gaps, before) || c.high != 5 {
+	h := horizon{listed: true, on: []string{"1/1", "2/2"}}
+	c := cursor{high: 5, gaps: []gap{{id: 3}, {id: 4, wait: h}}, partial: &h}
+	before := slices.Clone(c.gaps)
+	_, _ = c.advance([]int64{3, 6}, []string{"2/2"}, true)
+	if !slices.EqualFunc(c.gaps, before, func(a, b gap) bool {
+		return a.id == b.id && a.final == b.final && slices.Equal(a.wait.on, b.wait.on)
+	}) || c.high != 5 || !slices.Equal(c.partial.on, []string{"1/1", "2/2"}) {
 		t.Fatalf("input cursor changed: %+v", c)
 	}
 }
