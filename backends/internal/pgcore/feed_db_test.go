@@ -47,7 +47,12 @@ func newEnv(t *testing.T, kind, dsn string) *env {
 	t.Helper()
 	schema := pgtest.Schema(t)
 	ctx := pgtest.Context(t)
-	pool, err := pgxpool.New(ctx, pgtest.DSN())
+	cfg, err := pgxpool.ParseConfig(pgtest.DSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.MaxConns = 12
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
