@@ -15,6 +15,7 @@ import (
 	jwpq "github.com/jobwatch/jobwatch/backends/pq"
 	"github.com/jobwatch/jobwatch/internal/pgtest"
 	"github.com/jobwatch/jobwatch/queue"
+	"github.com/jobwatch/jobwatch/statemachine"
 )
 
 // These tests run the change feed of both PostgreSQL backends against the
@@ -26,6 +27,7 @@ type backend interface {
 	jobwatch.ChangeFeed
 	Install(ctx context.Context) (pgschema.InstallResult, error)
 	Enqueue(ctx context.Context, jobs ...queue.NewJob) ([]jobwatch.JobID, error)
+	Apply(ctx context.Context, ev statemachine.Event, ids ...jobwatch.JobID) error
 }
 
 var backendKinds = []string{"pgx", "pq"}
