@@ -158,9 +158,10 @@ func (b *Backend) FetchStatuses(ctx context.Context, ids []jobwatch.JobID) ([]jo
 // Changes implements jobwatch.ChangeFeed: the jobs whose log gained rows
 // after cursor, with their current status, in one query whatever the
 // number of waiters. It reads the log by id and asks again for ids it has
-// not seen yet, until the transactions that could still commit them have
-// ended, so a transaction that commits late (out of id order) is still
-// seen. It needs PostgreSQL 13 or later (pg_current_snapshot).
+// not seen yet, until the transactions that could still commit them (the
+// holders of the log id sequence's lock) have ended, so a transaction that
+// commits late (out of id order) is still seen. A row whose status it
+// cannot parse is skipped and counted in ChangeSet.Skipped.
 func (b *Backend) Changes(ctx context.Context, cursor jobwatch.Cursor) (jobwatch.ChangeSet, error) {
 	return b.core.Changes(ctx, cursor)
 }

@@ -46,8 +46,8 @@ func TestChangeFeedRetiresRolledBackGaps(t *testing.T) {
 	if err := end(e.ctx, false); err != nil {
 		t.Fatal(err)
 	}
-	// It takes at least two more reads (the second miss sets the horizon);
-	// more while transactions of other tests on the server hold xmin back.
+	// It takes at least one more read (which lists no holder of the
+	// sequence's lock) and one after it (which retires the gap).
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for reads := 1; ; reads++ {

@@ -35,7 +35,7 @@ var backendKinds = []string{"pgx", "pq"}
 // env is one installation in a fresh schema, read through one backend,
 // written behind its back through raw connections of pool.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	ctx    context.Context
 	b      backend
 	pool   *pgxpool.Pool
@@ -45,7 +45,7 @@ type env struct {
 
 // newEnv installs into a fresh schema and opens kind's backend on it,
 // querying through dsn.
-func newEnv(t *testing.T, kind, dsn string) *env {
+func newEnv(t testing.TB, kind, dsn string) *env {
 	t.Helper()
 	schema := pgtest.Schema(t)
 	ctx := pgtest.Context(t)

@@ -1,9 +1,13 @@
 package pgschema_test
 
 import (
+	"context"
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/jobwatch/jobwatch/internal/pgtest"
 )
@@ -13,7 +17,9 @@ import (
 // installation with a 60,000-row log (20,000 jobs, three rows each,
 // analysed), EXPLAIN ANALYZE of each read uses the log's primary key and
 // PgQueuer's (job_id, created DESC) index, and never scans the log
-// sequentially. Run with -v to see the plans.
+// sequentially; the status read does so under a custom plan (lib/pq's
+// unnamed statements) and the generic one (pgx's prepared statements
+// after five runs) alike. Run with -v to see the plans.
 func TestReadPlansUseOnlyPgQueuersIndexes(t *testing.T) {
 	t.Parallel()
 	schema := pgtest.Schema(t)
@@ -39,6 +45,47 @@ func TestReadPlansUseOnlyPgQueuersIndexes(t *testing.T) {
 	}
 	conn := pgtest.Connect(t)
 	scan := regexp.MustCompile(`(?:Index Scan|Index Only Scan|Bitmap Index Scan)(?: Backward)? (?:using|on) (\S+)`)
+	check := func(name, text string, uses []string) {
+		t.Helper()
+		t.Logf("%s:\n%s", name, text)
+		used := map[string]bool{}
+		for _, m := range scan.FindAllStringSubmatch(text, -1) {
+			used[m[1]] = true
+			if !known[m[1]] {
+				t.Errorf("%s uses index %s, which PgQueuer does not create", name, m[1])
+			}
+		}
+		for _, want := range uses {
+			if !used[want] {
+				t.Errorf("%s does not use %s", name, want)
+			}
+		}
+		if strings.Contains(text, "Seq Scan on "+n.Log) {
+			t.Errorf("%s scans the log sequentially", name)
+		}
+	}
+	// The status read's plan must not depend on how the driver sends it:
+	// lib/pq's unnamed statements are planned for each call's array (a
+	// custom plan), pgx's prepared ones may get the generic plan.
+	if _, err := conn.Exec(ctx, "PREPARE status_read(bigint[]) AS "+n.FetchStatusesSQL()); err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
+		if _, err := conn.Exec(ctx, "SET plan_cache_mode = "+mode); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []struct {
+			name string
+			ids  []int64
+		}{{"one id", []int64{777}}, {"1,000 ids", ids}} {
+			lit := strings.Trim(strings.ReplaceAll(fmt.Sprint(c.ids), " ", ","), "[]")
+			text := explain(t, conn, "EXPLAIN (ANALYZE, COSTS OFF) EXECUTE status_read('{"+lit+"}')")
+			check("status read of "+c.name+", "+mode, text, []string{n.IdxLogJob})
+		}
+	}
+	if _, err := conn.Exec(ctx, "RESET plan_cache_mode; DEALLOCATE status_read"); err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		name, sql string
 		args      []any
@@ -47,40 +94,31 @@ func TestReadPlansUseOnlyPgQueuersIndexes(t *testing.T) {
 		{"status read of 1,000 ids", n.FetchStatusesSQL(), []any{ids}, []string{n.IdxLogJob}},
 		{"status read of one id", n.FetchStatusesSQL(), []any{[]int64{777}}, []string{n.IdxLogJob}},
 		{"change feed start", n.ChangesStartSQL(), nil, []string{n.Log + "_pkey"}},
-		{"change feed, the last 100 rows", n.ChangesSQL(), []any{int64(59900), []int64{}}, []string{n.Log + "_pkey", n.IdxLogJob}},
-		{"change feed, 100 rows and 3 gaps", n.ChangesSQL(), []any{int64(59900), []int64{7, 30000, 59000}}, []string{n.Log + "_pkey", n.IdxLogJob}},
+		{"change feed, the last 100 rows", n.ChangesSQL(), []any{int64(59900), []int64{}, false}, []string{n.Log + "_pkey", n.IdxLogJob}},
+		{"change feed, 100 rows and 3 gaps", n.ChangesSQL(), []any{int64(59900), []int64{7, 30000, 59000}, true}, []string{n.Log + "_pkey", n.IdxLogJob}},
 	} {
-		rows, err := conn.Query(ctx, "EXPLAIN (ANALYZE, COSTS OFF) "+c.sql, c.args...)
-		if err != nil {
-			t.Fatalf("%s: %v", c.name, err)
-		}
-		var plan []string
-		for rows.Next() {
-			var line string
-			if err := rows.Scan(&line); err != nil {
-				t.Fatal(err)
-			}
-			plan = append(plan, line)
-		}
-		if err := rows.Err(); err != nil {
-			t.Fatalf("%s: %v", c.name, err)
-		}
-		text := strings.Join(plan, "\n")
-		t.Logf("%s:\n%s", c.name, text)
-		used := map[string]bool{}
-		for _, m := range scan.FindAllStringSubmatch(text, -1) {
-			used[m[1]] = true
-			if !known[m[1]] {
-				t.Errorf("%s uses index %s, which PgQueuer does not create", c.name, m[1])
-			}
-		}
-		for _, want := range c.uses {
-			if !used[want] {
-				t.Errorf("%s does not use %s", c.name, want)
-			}
-		}
-		if strings.Contains(text, "Seq Scan on "+n.Log) {
-			t.Errorf("%s scans the log sequentially", c.name)
-		}
+		check(c.name, explain(t, conn, "EXPLAIN (ANALYZE, COSTS OFF) "+c.sql, c.args...), c.uses)
 	}
+}
+
+// explain runs an EXPLAIN and returns its plan's text.
+func explain(t *testing.T, conn *pgx.Conn, sql string, args ...any) string {
+	t.Helper()
+	rows, err := conn.Query(context.Background(), sql, args...)
+	if err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, line)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	return strings.Join(plan, "\n")
 }
