@@ -17,19 +17,19 @@ import (
 
 // statusReads are the candidate forms of the by-id status read, each
 // returning job_id and status text for the ids in $1 (bigint[]), the
-// newest log row of each (created DESC, id DESC). "lateral" is
-// FetchStatusesSQL.
+// newest log row of each (created DESC, id DESC). "lateral-sorted" is
+// FetchStatusesSQL; "lateral" was it before; "distinct-on" is PgQueuer's.
 func statusReads(n pgschema.Names) []struct{ name, sql string } {
 	log := n.LogTable()
 	return []struct{ name, sql string }{
-		{"lateral", n.FetchStatusesSQL()},
+		{"lateral", "SELECT i.id, cur.status::text FROM (SELECT DISTINCT unnest($1::bigint[]) AS id) AS i " +
+			"CROSS JOIN LATERAL (SELECT l.status FROM " + log +
+			" AS l WHERE l.job_id = i.id ORDER BY l.created DESC, l.id DESC LIMIT 1) AS cur"},
 		{"distinct-on", "SELECT DISTINCT ON (job_id) job_id, status::text FROM " + log +
 			" WHERE job_id = ANY($1::bigint[]) ORDER BY job_id, created DESC, id DESC"},
 		{"unnest-join", "SELECT DISTINCT ON (l.job_id) l.job_id, l.status::text FROM unnest($1::bigint[]) AS i(id) JOIN " + log +
 			" AS l ON l.job_id = i.id ORDER BY l.job_id, l.created DESC, l.id DESC"},
-		{"lateral-sorted", "SELECT i.id, cur.status::text FROM (SELECT DISTINCT id FROM unnest($1::bigint[]) AS u(id) ORDER BY id) AS i " +
-			"CROSS JOIN LATERAL (SELECT l.status FROM " + log +
-			" AS l WHERE l.job_id = i.id ORDER BY l.created DESC, l.id DESC LIMIT 1) AS cur"},
+		{"lateral-sorted", n.FetchStatusesSQL()},
 	}
 }
 
