@@ -299,6 +299,17 @@ func TestFetchStatusesNewestLogRow(t *testing.T) {
 			t.Errorf("job %d: %s, want %s", s.ID, s.State, want[s.ID])
 		}
 	}
+	// One id alone takes its own statement, with the same answers.
+	for _, id := range []jobwatch.JobID{a, b, c, 1 << 50} {
+		got, err := e.b.FetchStatuses(e.ctx, []jobwatch.JobID{id})
+		st, known := want[id]
+		switch {
+		case err != nil:
+			t.Errorf("FetchStatuses(%d): %v", id, err)
+		case !known && len(got) != 0, known && (len(got) != 1 || got[0].ID != id || got[0].State != st):
+			t.Errorf("FetchStatuses(%d) = %v, want %s", id, got, st)
+		}
+	}
 
 	// Empty input: no query at all (this handle cannot connect).
 	closed := unopenedDB(t)

@@ -184,12 +184,18 @@ func (c *Core) FetchStatuses(ctx context.Context, ids []jobwatch.JobID) ([]jobwa
 	if len(ids) == 0 {
 		return []jobwatch.Status{}, nil
 	}
-	arg := make([]int64, len(ids))
-	for i, id := range ids {
-		arg[i] = int64(id)
+	sql, arg := c.c.Names.FetchStatusesSQL(), any(nil)
+	if len(ids) == 1 {
+		sql, arg = c.c.Names.FetchStatusSQL(), int64(ids[0])
+	} else {
+		all := make([]int64, len(ids))
+		for i, id := range ids {
+			all[i] = int64(id)
+		}
+		arg = all
 	}
 	out := make([]jobwatch.Status, 0, len(ids))
-	err := query(ctx, c.c.DB, c.c.Names.FetchStatusesSQL(), []any{arg}, func(r Rows) error {
+	err := query(ctx, c.c.DB, sql, []any{arg}, func(r Rows) error {
 		var (
 			id     int64
 			status string

@@ -244,6 +244,25 @@ func TestFetchStatuses(t *testing.T) {
 	}
 }
 
+// One id is read with the statement for one, its id a plain bigint.
+func TestFetchStatusesOneID(t *testing.T) {
+	var ran []string
+	c, _ := newFake(t, false, func(sql string, args []any) ([][]any, error) {
+		ran = append(ran, sql)
+		if id, ok := args[0].(int64); !ok || id != 7 {
+			t.Errorf("args %#v", args)
+		}
+		return [][]any{{int64(7), "picked"}}, nil
+	})
+	got, err := c.FetchStatuses(context.Background(), []jobwatch.JobID{7})
+	if err != nil || len(got) != 1 || got[0].ID != 7 || got[0].State != statemachine.Picked {
+		t.Errorf("FetchStatuses = %v, %v", got, err)
+	}
+	if len(ran) != 1 || ran[0] != c.c.Names.FetchStatusSQL() {
+		t.Errorf("ran %q, want FetchStatusSQL", ran)
+	}
+}
+
 type option func(*Options)
 
 func TestApplyOptions(t *testing.T) {

@@ -67,7 +67,8 @@ func TestReadPlansUseOnlyPgQueuersIndexes(t *testing.T) {
 	// The status read's plan must not depend on how the driver sends it:
 	// lib/pq's unnamed statements are planned for each call's array (a
 	// custom plan), pgx's prepared ones may get the generic plan.
-	if _, err := conn.Exec(ctx, "PREPARE status_read(bigint[]) AS "+n.FetchStatusesSQL()); err != nil {
+	if _, err := conn.Exec(ctx, "PREPARE status_read(bigint[]) AS "+n.FetchStatusesSQL()+
+		"; PREPARE status_read_one(bigint) AS "+n.FetchStatusSQL()); err != nil {
 		t.Fatal(err)
 	}
 	for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
@@ -82,8 +83,10 @@ func TestReadPlansUseOnlyPgQueuersIndexes(t *testing.T) {
 			text := explain(t, conn, "EXPLAIN (ANALYZE, COSTS OFF) EXECUTE status_read('{"+lit+"}')")
 			check("status read of "+c.name+", "+mode, text, []string{n.IdxLogJob})
 		}
+		text := explain(t, conn, "EXPLAIN (ANALYZE, COSTS OFF) EXECUTE status_read_one(777)")
+		check("status read of one id alone, "+mode, text, []string{n.IdxLogJob})
 	}
-	if _, err := conn.Exec(ctx, "RESET plan_cache_mode; DEALLOCATE status_read"); err != nil {
+	if _, err := conn.Exec(ctx, "RESET plan_cache_mode; DEALLOCATE status_read; DEALLOCATE status_read_one"); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []struct {
@@ -93,6 +96,7 @@ func TestReadPlansUseOnlyPgQueuersIndexes(t *testing.T) {
 	}{
 		{"status read of 1,000 ids", n.FetchStatusesSQL(), []any{ids}, []string{n.IdxLogJob}},
 		{"status read of one id", n.FetchStatusesSQL(), []any{[]int64{777}}, []string{n.IdxLogJob}},
+		{"status read of one id alone", n.FetchStatusSQL(), []any{int64(777)}, []string{n.IdxLogJob}},
 		{"change feed start", n.ChangesStartSQL(), nil, []string{n.Log + "_pkey"}},
 		{"change feed, the last 100 rows", n.ChangesSQL(), []any{int64(59900), []int64{}, false}, []string{n.Log + "_pkey", n.IdxLogJob}},
 		{"change feed, 100 rows and 3 gaps", n.ChangesSQL(), []any{int64(59900), []int64{7, 30000, 59000}, true}, []string{n.Log + "_pkey", n.IdxLogJob}},

@@ -44,6 +44,7 @@ func TestSQLOnServer(t *testing.T) {
 	}
 	stmts := map[string]string{
 		"FetchStatuses": n.FetchStatusesSQL(),
+		"FetchStatus":   n.FetchStatusSQL(),
 		"ChangesStart":  n.ChangesStartSQL(),
 		"Changes":       n.ChangesSQL(),
 		"Notify":        n.NotifySQL(),

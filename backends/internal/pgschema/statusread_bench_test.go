@@ -18,10 +18,13 @@ import (
 // statusReads are the candidate forms of the by-id status read, each
 // returning job_id and status text for the ids in $1 (bigint[]), the
 // newest log row of each (created DESC, id DESC). "lateral-sorted" is
-// FetchStatusesSQL; "lateral" was it before; "distinct-on" is PgQueuer's.
+// FetchStatusesSQL; "single" is FetchStatusSQL, which takes one id ($1
+// bigint) and is what FetchStatuses sends for one; "lateral" was the read
+// before; "distinct-on" is PgQueuer's.
 func statusReads(n pgschema.Names) []struct{ name, sql string } {
 	log := n.LogTable()
 	return []struct{ name, sql string }{
+		{"single", n.FetchStatusSQL()},
 		{"lateral", "SELECT i.id, cur.status::text FROM (SELECT DISTINCT unnest($1::bigint[]) AS id) AS i " +
 			"CROSS JOIN LATERAL (SELECT l.status FROM " + log +
 			" AS l WHERE l.job_id = i.id ORDER BY l.created DESC, l.id DESC LIMIT 1) AS cur"},
@@ -86,11 +89,23 @@ func BenchmarkStatusRead(b *testing.B) {
 	r := rand.New(rand.NewPCG(1, 2))
 	for _, q := range statusReads(n) {
 		for _, size := range []int{1, 100, 5000} {
+			if q.name == "single" && size != 1 {
+				continue
+			}
 			for _, drv := range []string{"pgx", "pq"} {
 				b.Run(fmt.Sprintf("%s/ids=%d/%s", q.name, size, drv), func(b *testing.B) {
 					sets := make([][]int64, 64)
 					for i := range sets {
 						sets[i] = randomIDs(r, size)
+					}
+					arg := func(ids []int64) any {
+						if q.name == "single" {
+							return ids[0]
+						}
+						if drv == "pq" {
+							return libpq.Array(ids)
+						}
+						return ids
 					}
 					read := func(ids []int64) int {
 						var rows interface {
@@ -99,14 +114,14 @@ func BenchmarkStatusRead(b *testing.B) {
 						}
 						switch drv {
 						case "pgx":
-							rs, err := conn.Query(ctx, q.sql, ids)
+							rs, err := conn.Query(ctx, q.sql, arg(ids))
 							if err != nil {
 								b.Fatal(err)
 							}
 							defer rs.Close()
 							rows = rs
 						default:
-							rs, err := db.QueryContext(ctx, q.sql, libpq.Array(ids))
+							rs, err := db.QueryContext(ctx, q.sql, arg(ids))
 							if err != nil {
 								b.Fatal(err)
 							}
