@@ -42,16 +42,19 @@ func (c *Core) Changes(ctx context.Context, cur jobwatch.Cursor) (jobwatch.Chang
 			return nil
 		}
 		seen = append(seen, logID.Int64)
-		if byJob[jobID.Int64] {
-			return nil
+		// Every row of a job carries the job's current status, so a job
+		// is parsed once and each of its rows shares the outcome.
+		ok, done := byJob[jobID.Int64]
+		if !done {
+			st, err := pgschema.ParseStatus(jobID.Int64, status.String)
+			if ok = err == nil; ok {
+				result = append(result, st)
+			}
+			byJob[jobID.Int64] = ok
 		}
-		byJob[jobID.Int64] = true
-		st, err := pgschema.ParseStatus(jobID.Int64, status.String)
-		if err != nil {
+		if !ok {
 			skipped++
-			return nil
 		}
-		result = append(result, st)
 		return nil
 	})
 	if err != nil {

@@ -96,13 +96,14 @@ func TestFeedSkipsUnparseableRow(t *testing.T) {
 		e.archive(2)
 		x = e.begin()
 		x.logRow(3, "successful")
+		x.logRow(2, "archived") // a second bad row of the same job
 		x.end(true)
 		cs, err := e.b.Changes(e.ctx, f.cur)
 		if err != nil {
 			t.Fatalf("Changes with a bad row: %v", err)
 		}
-		if len(cs.Statuses) != 2 || cs.Statuses[0].ID != 1 || cs.Statuses[1].ID != 3 || cs.Skipped != 1 {
-			t.Fatalf("Changes = %v, skipped %d; want jobs 1 and 3, skipped 1", cs.Statuses, cs.Skipped)
+		if len(cs.Statuses) != 2 || cs.Statuses[0].ID != 1 || cs.Statuses[1].ID != 3 || cs.Skipped != 2 {
+			t.Fatalf("Changes = %v, skipped %d; want jobs 1 and 3, job 2's two rows skipped", cs.Statuses, cs.Skipped)
 		}
 		x = e.begin()
 		x.logRow(4, "successful")
