@@ -29,6 +29,9 @@ const EnvFeedSeed = "JOBWATCH_FEED_SEED"
 // must, once every writer has ended, have returned exactly the committed
 // rows past its start, and never have been partial (it vouched all along).
 // Each row has a job of its own, so the feed's statuses name its rows.
+// The seed fixes every writer's choices; how they interleave is up to the
+// scheduler and the server, so a replay repeats the workload, not the
+// exact schedule.
 func TestFeedProperty(t *testing.T) {
 	t.Parallel()
 	seed := uint64(time.Now().UnixNano())
