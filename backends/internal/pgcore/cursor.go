@@ -30,8 +30,8 @@ const MaxGaps = 10_000
 // Gap g is first missed by read R1 because some id above g was seen. The
 // sequence (CACHE 1, as PgQueuer installs it) hands out ids in order, so
 // g's nextval ran before that id's, which committed before R1's snapshot:
-// the transaction T that took g was running when R1's snapshot was taken,
-// or R1 would have seen g. At the first listing after R1's snapshot, T
+// the transaction T that took g had begun by then, and had not committed
+// (or R1 would have seen g). At the first listing after R1's snapshot, T
 // holds the lock, or T has ended. The gap waits on that listing's
 // holders; each later listing drops those that no longer hold it. Once
 // none is left, T has ended before that listing, and every read after it
@@ -46,7 +46,9 @@ const MaxGaps = 10_000
 // xids: pg_snapshot_xmax is one past the newest completed xid, so a
 // transaction holding the newest xid, or none yet, is neither below xmin
 // nor in xip, and a horizon taken from the snapshot retires its gap while
-// it can still commit.
+// it can still commit. A horizon from an assigned xid (pg_current_xact_id)
+// fails the same way for a transaction that has its id but not yet its
+// xid, and would cost an xid and a commit record per read.
 //
 // partial is the same wait for ids the cursor does not track one by one:
 // a fresh cursor's (ids at or below its start were taken by transactions
