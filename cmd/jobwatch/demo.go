@@ -52,9 +52,9 @@ func (a *app) demoCommand() *ffcli.Command {
 }
 
 func (cfg *demoConfig) register(fs *flag.FlagSet) {
-	fs.StringVar(&cfg.conn.dsn, "dsn", "", "run on this PostgreSQL (own prefix, dropped afterwards) instead of in memory")
-	fs.StringVar(&cfg.conn.driver, "driver", "pgx", "database driver with --dsn: pgx or pq")
-	fs.StringVar(&cfg.conn.schema, "schema", "", "schema of the demo's objects with --dsn (default: the search_path)")
+	fs.StringVar(&cfg.conn.dsn, "dsn", "", "run on this PostgreSQL `URL` (own prefix, dropped afterwards) instead of in memory")
+	fs.StringVar(&cfg.conn.driver, "driver", "pgx", "database `driver` with --dsn: pgx or pq")
+	fs.StringVar(&cfg.conn.schema, "schema", "", "`schema` of the demo's objects with --dsn (default: the search_path)")
 	fs.IntVar(&cfg.jobs, "jobs", 200, "number of jobs to enqueue")
 	fs.IntVar(&cfg.workers, "workers", 4, "number of workers")
 	fs.Float64Var(&cfg.failRate, "fail-rate", 0.1, "fraction of jobs that raise an exception (0..1)")

@@ -41,12 +41,12 @@ func (a *app) enqueueCommand() *ffcli.Command {
 
 func (f *enqueueFlags) register(fs *flag.FlagSet) {
 	f.conn.register(fs)
-	fs.StringVar(&f.job.Entrypoint, "entrypoint", "", "the job's entrypoint (required)")
+	fs.StringVar(&f.job.Entrypoint, "entrypoint", "", "the job's entrypoint `name` (required)")
 	fs.StringVar(&f.payload, "payload", "", "the job's payload, as text")
 	fs.IntVar(&f.job.Priority, "priority", 0, "priority: higher runs first")
 	fs.IntVar(&f.count, "count", 1, "how many identical jobs to enqueue")
 	durationFlag(fs, &f.job.ExecuteAfter, "delay", 0, "run no sooner than this from now")
-	fs.StringVar(&f.dedupe, "dedupe-key", "", "refuse the job while another with this key is queued or picked (needs --count 1)")
+	fs.StringVar(&f.dedupe, "dedupe-key", "", "refuse the job while another with this `key` is queued or picked (needs --count 1)")
 }
 
 func (f *enqueueFlags) check() error {

@@ -61,8 +61,13 @@ func flagSynopsis(f *flag.Flag) string {
 	case durationValue:
 		arg = "D"
 	}
-	if arg == "string" {
-		arg = "value"
+	switch arg {
+	case "int", "uint":
+		arg = "n"
+	case "float":
+		arg = "x"
+	case "string", "value":
+		arg = "text"
 	}
 	return name + " " + strings.ToUpper(arg)
 }
