@@ -38,7 +38,7 @@ no read found it), "last_state" in JSON. While the database cannot be read,
 standard error says why, at once and then every minute.
 
 Exit status (the first that applies, in this order):
-  2  bad usage or input
+  2  bad usage or input, or no database given
   5  the database cannot be read: unreachable, queue not installed, a driver
      error, or at the timeout the latest read had failed
   3  the timeout hit before every job settled
