@@ -11,20 +11,35 @@ import (
 	"golang.org/x/term"
 )
 
-// progressRefresh is how often the bar is redrawn while nothing settles,
-// so that its elapsed time moves.
-const progressRefresh = time.Second
+const (
+	// progressRefresh is how often the bar is redrawn while nothing
+	// settles, so that its elapsed time moves.
+	progressRefresh = time.Second
+	// progressEvery is the least time between two draws as jobs settle.
+	progressEvery = 50 * time.Millisecond
+	// progressOverhead is what progressbar draws besides the description,
+	// the bar's cells and the elapsed time: "%4d%% ", "|", "|", " ", " [",
+	// "]" and a trailing space.
+	progressOverhead = 13
+	// noTerminalWidth is the width assumed with --progress always when
+	// standard error is not a terminal.
+	noTerminalWidth = 80
+)
 
-// progress draws `3/10 settled [====      ] [2s]` on standard error while
-// jobs settle: from the start, refreshed every progressRefresh, never wider
-// than the terminal, and ending in one final line. It draws nothing unless
-// it is on: on a terminal in mode auto, or in mode always.
+// progress draws `3/10 settled  30% |███       |  [2s]` on standard error
+// while jobs settle: from the start, redrawn every progressRefresh, never
+// wider than the terminal (read again at each draw), ending as one final
+// line. It draws nothing unless it is on: on a terminal in mode auto, or
+// in mode always.
 type progress struct {
 	mu    sync.Mutex // serialises every call on bar, including the ticker's
 	bar   *progressbar.ProgressBar
 	w     io.Writer
 	total int
 	n     int
+	start time.Time
+	drawn time.Time // the latest draw
+	shown bool      // something is on the line
 	stop  chan struct{}
 	wg    sync.WaitGroup
 }
@@ -32,20 +47,19 @@ type progress struct {
 // newProgress returns a bar for total jobs. mode is "always", "never", or
 // "auto": only when w is a terminal and there is more than one job.
 func newProgress(w io.Writer, total int, mode string) *progress {
-	p := &progress{w: w, total: total}
+	p := &progress{w: w, total: total, start: time.Now()}
 	if mode != "always" && (mode != "auto" || !isTerminal(w) || total < 2) {
 		return p
 	}
 	p.bar = progressbar.NewOptions(max(total, 1),
 		progressbar.OptionSetWriter(w),
-		progressbar.OptionSetDescription(p.describe()),
-		progressbar.OptionSetWidth(40), // shrunk to fit the terminal at each draw
+		progressbar.OptionSetWidth(40), // progressbar narrows it to the terminal at each draw
 		progressbar.OptionSetElapsedTime(true),
 		progressbar.OptionSetPredictTime(false),
 		progressbar.OptionShowElapsedTimeOnFinish(),
-		progressbar.OptionThrottle(50*time.Millisecond),
+		progressbar.OptionThrottle(0), // draw decides
 	)
-	p.redraw()
+	p.draw()
 	p.stop = make(chan struct{})
 	p.wg.Add(1)
 	go p.tick()
@@ -58,7 +72,29 @@ func isTerminal(w io.Writer) bool {
 	return ok && term.IsTerminal(int(f.Fd()))
 }
 
-func (p *progress) describe() string { return fmt.Sprintf("%d/%d settled", p.n, p.total) }
+// width is the terminal's width now.
+func (p *progress) width() int {
+	if f, ok := p.w.(*os.File); ok {
+		if w, _, err := term.GetSize(int(f.Fd())); err == nil && w > 0 {
+			return w
+		}
+	}
+	return noTerminalWidth
+}
+
+// describe is the description that fits a line of width columns with at
+// least a few cells of bar: "3/10 settled", else "3/10"; false when not
+// even the numbers fit.
+func (p *progress) describe(width int) (string, bool) {
+	elapsed := (time.Since(p.start) / time.Second * time.Second).String()
+	room := width - progressOverhead - len(elapsed)
+	for _, d := range []string{fmt.Sprintf("%d/%d settled", p.n, p.total), fmt.Sprintf("%d/%d", p.n, p.total)} {
+		if len(d)+4 <= room {
+			return d, true
+		}
+	}
+	return "", false
+}
 
 func (p *progress) tick() {
 	defer p.wg.Done()
@@ -68,7 +104,7 @@ func (p *progress) tick() {
 		select {
 		case <-t.C:
 			p.mu.Lock()
-			p.redraw()
+			p.draw()
 			p.mu.Unlock()
 		case <-p.stop:
 			return
@@ -76,9 +112,24 @@ func (p *progress) tick() {
 	}
 }
 
-// redraw draws the bar as it is now; p.mu must be held.
-func (p *progress) redraw() {
-	p.bar.Describe(p.describe()) // Describe draws
+// draw draws the bar as it is now, or nothing on a terminal too narrow
+// for it; p.mu must be held.
+func (p *progress) draw() {
+	desc, fits := p.describe(p.width())
+	if !fits {
+		p.clear()
+		return
+	}
+	_ = p.bar.Set(p.n)
+	p.bar.Describe(desc) // draws
+	p.drawn, p.shown = time.Now(), true
+}
+
+func (p *progress) clear() {
+	if p.shown {
+		_ = p.bar.Clear()
+		p.shown = false
+	}
 }
 
 // add counts n more settled jobs.
@@ -89,9 +140,8 @@ func (p *progress) add(n int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.n += n
-	if p.n < p.total {
-		p.bar.Describe(p.describe())
-		_ = p.bar.Add(n)
+	if time.Since(p.drawn) >= progressEvery {
+		p.draw()
 	}
 }
 
@@ -105,12 +155,12 @@ func (p *progress) around(print func()) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	_ = p.bar.Clear()
+	p.clear()
 	print()
-	p.redraw()
+	p.draw()
 }
 
-// done stops the ticker and leaves the final state on one line. It is
+// done stops the ticker and leaves the final state as one line. It is
 // idempotent.
 func (p *progress) done() {
 	if p.bar == nil {
@@ -120,11 +170,9 @@ func (p *progress) done() {
 	p.wg.Wait()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	_ = p.bar.Clear()
-	p.bar.Describe(p.describe())
-	if p.n >= p.total {
-		_ = p.bar.Finish()
+	p.draw()
+	if p.shown {
+		fmt.Fprintln(p.w)
 	}
-	fmt.Fprintln(p.w)
 	p.bar = nil
 }

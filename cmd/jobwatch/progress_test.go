@@ -184,3 +184,40 @@ func TestProgressOnATerminal(t *testing.T) {
 		})
 	}
 }
+
+// At any width, with any count, the bar never wraps: it shortens its
+// description, narrows its cells, or draws nothing at all.
+func TestProgressNeverWraps(t *testing.T) {
+	for _, cols := range []uint16{8, 16, 20, 24, 30, 40, 80, 200} {
+		for _, total := range []int{2, 100_000} {
+			t.Run(fmt.Sprintf("%d columns, %d jobs", cols, total), func(t *testing.T) {
+				ptmx, tty, err := pty.Open()
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { ptmx.Close() })
+				if err := pty.Setsize(ptmx, &pty.Winsize{Rows: 10, Cols: cols}); err != nil {
+					t.Fatal(err)
+				}
+				read := make(chan []byte)
+				go func() { b, _ := io.ReadAll(ptmx); read <- b }()
+				p := newProgress(tty, total, "auto")
+				for i := 0; i < total; i += max(total/7, 1) {
+					p.add(min(max(total/7, 1), total-i))
+					p.around(func() {})
+				}
+				p.done()
+				tty.Close()
+				raw := <-read
+				s := &screen{cols: int(cols)}
+				s.write(raw)
+				if len(s.wrapped) > 0 {
+					t.Errorf("wrapped: %q (received %q)", s.wrapped, raw)
+				}
+				if lines := s.lines(); len(lines) > 1 {
+					t.Errorf("screen %q, want at most one line", lines)
+				}
+			})
+		}
+	}
+}
