@@ -108,7 +108,6 @@ func (a *app) root() *ffcli.Command {
 		LongHelp:   "Waits for jobs in a PgQueuer-compatible PostgreSQL queue to reach their final status.",
 		FlagSet:    newFlagSet("jobwatch"),
 		UsageFunc:  a.usage,
-		Options:    nil,
 	}
 	root.Subcommands = []*ffcli.Command{
 		a.waitCommand(), a.statusCommand(), a.installCommand(), a.uninstallCommand(),
