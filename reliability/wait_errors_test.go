@@ -139,24 +139,13 @@ func waitRevoked(t *testing.T, bk fltBackendKind) {
 	ctx := fltTestContext(t, 30*time.Second)
 	owner, schema := installed(t, ctx, bk)
 	admin := pgtest.Connect(t)
-	role := pgtest.UniqueName() + "_noread"
-	qrole := pgxv5.Identifier{role}.Sanitize()
 	exec := func(sql string) {
 		t.Helper()
 		if _, err := admin.Exec(ctx, sql); err != nil {
 			t.Fatalf("%s: %v", sql, err)
 		}
 	}
-	exec("CREATE ROLE " + qrole + " LOGIN")
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		for _, sql := range []string{"DROP OWNED BY " + qrole, "DROP ROLE " + qrole} {
-			if _, err := admin.Exec(ctx, sql); err != nil {
-				t.Errorf("cleanup: %s: %v", sql, err)
-			}
-		}
-	})
+	role, qrole := fltCreateRole(t, ctx, admin, "noread")
 	// The role sees the schema and the queue table, not the log.
 	exec("GRANT USAGE ON SCHEMA " + pgxv5.Identifier{schema}.Sanitize() + " TO " + qrole)
 	exec("GRANT SELECT ON " + owner.QueueTable() + " TO " + qrole)
@@ -259,4 +248,28 @@ func waitNotInstalled(t *testing.T, bk fltBackendKind) {
 	if n := w.Stats().NotInstalled; n != 1 {
 		t.Errorf("Stats.NotInstalled = %d, want 1", n)
 	}
+}
+
+// fltCreateRole creates a login role of the test's own (no password: the
+// test server trusts local connections) and returns its name, bare and
+// quoted. It is dropped at cleanup, after every connection it has (the
+// Watcher's and the pools, opened later, close first) and before the
+// schema (dropped by pgtest, registered earlier).
+func fltCreateRole(t *testing.T, ctx context.Context, admin *pgxv5.Conn, suffix string) (role, quoted string) {
+	t.Helper()
+	role = pgtest.UniqueName() + "_" + suffix
+	quoted = pgxv5.Identifier{role}.Sanitize()
+	if _, err := admin.Exec(ctx, "CREATE ROLE "+quoted+" LOGIN"); err != nil {
+		t.Fatalf("create role: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		for _, sql := range []string{"DROP OWNED BY " + quoted, "DROP ROLE " + quoted} {
+			if _, err := admin.Exec(ctx, sql); err != nil {
+				t.Errorf("cleanup: %s: %v", sql, err)
+			}
+		}
+	})
+	return role, quoted
 }
