@@ -47,7 +47,7 @@ func (c *Core) Changes(ctx context.Context, cur jobwatch.Cursor) (jobwatch.Chang
 		return nil
 	})
 	if err != nil {
-		return jobwatch.ChangeSet{}, c.Fail("changes", err)
+		return jobwatch.ChangeSet{}, c.FailRead("changes", err)
 	}
 	next, partial := pos.advance(snap, seen)
 	return jobwatch.ChangeSet{Statuses: result, Cursor: next, Partial: partial}, nil
@@ -57,7 +57,7 @@ func (c *Core) startChanges(ctx context.Context) (jobwatch.ChangeSet, error) {
 	var snap snapshot
 	var high int64
 	if err := queryRow(ctx, c.c.DB, c.c.Names.ChangesStartSQL(), nil, &snap.xmin, &snap.xmax, &high); err != nil {
-		return jobwatch.ChangeSet{}, c.Fail("changes", err)
+		return jobwatch.ChangeSet{}, c.FailRead("changes", err)
 	}
 	return jobwatch.ChangeSet{Cursor: startCursor(snap, high), Partial: true}, nil
 }
