@@ -55,3 +55,32 @@ func TestNoDatabaseGiven(t *testing.T) {
 		t.Errorf("demo: %+v", r)
 	}
 }
+
+// A queue dropped while a wait without --timeout runs ends the wait with
+// exit status 5, and standard error says why; it does not hang.
+func TestWaitQueueDroppedMeanwhile(t *testing.T) {
+	for _, driver := range []string{"pgx", "pq"} {
+		t.Run(driver, func(t *testing.T) {
+			d := newDB(t, driver)
+			ids := d.enqueue(1)
+			done := make(chan result, 1)
+			start := time.Now()
+			go func() { done <- d.cmd("", "wait", append([]string{"--refresh", "200ms"}, strIDs(ids...)...)...) }()
+			time.Sleep(time.Second)
+			if r := d.cmd("", "uninstall", "--yes"); r.code != exitOK {
+				t.Fatalf("uninstall: %+v", r)
+			}
+			select {
+			case r := <-done:
+				if r.code != exitDB || !strings.Contains(r.stderr, `queue not installed (prefix "`+d.prefix+`"`) {
+					t.Errorf("%+v", r)
+				}
+				if took := time.Since(start); took > 20*time.Second {
+					t.Errorf("took %s", took)
+				}
+			case <-time.After(45 * time.Second):
+				t.Fatal("the wait did not end")
+			}
+		})
+	}
+}
