@@ -122,6 +122,9 @@ func (c *connFlags) notInstalled() error {
 // it may take there, keeping err's chain for errors.Is.
 func (c *connFlags) redact(err error) error { return dbconn.Redactor(c.dsn).Error(err) }
 
+// redactText removes the DSN's password from s.
+func (c *connFlags) redactText(s string) string { return dbconn.Redactor(c.dsn).String(s) }
+
 // exitFor maps an error to the exit status the commands document.
 func exitFor(err error) int {
 	var db *dbError

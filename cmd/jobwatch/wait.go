@@ -65,8 +65,12 @@ func (a *app) waitCommand() *ffcli.Command {
 				return exitFor(err), err
 			}
 			defer closeDB()
-			r := &waitRun{f: f, inspect: q.Inspect, checkInstalled: func(ctx context.Context) error { return f.conn.checkInstalled(ctx, q) },
-				redact: a.redactor.String}
+			r := &waitRun{
+				f:              f,
+				inspect:        q.Inspect,
+				checkInstalled: func(ctx context.Context) error { return f.conn.checkInstalled(ctx, q) },
+				redact:         func(s string) string { return a.redactor.String(f.conn.redactText(s)) },
+			}
 			return r.run(ctx, q, ids, a.stdout, a.stderr)
 		})
 }
