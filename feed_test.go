@@ -55,9 +55,9 @@ func TestChangeFeedReadsOnlyWhatChanged(t *testing.T) {
 				wait := goWaitMany(w, context.Background(), ids)
 				quiet()
 				before := w.Stats()
-				mustApply(t, b, claim, ids[5])
+				mustApply(t, b, hold, ids[5]) // announced, not final
 				quiet()
-				mustApply(t, b, []statemachine.Event{statemachine.Complete}, ids[5])
+				mustApply(t, b, remove, ids[5])
 				quiet()
 				after := w.Stats()
 				idsRead := after.IDsRead - before.IDsRead
@@ -270,11 +270,11 @@ func TestSkippedChangesAreCounted(t *testing.T) {
 		listening(t, w)
 		got := goWait(w, context.Background(), ids[0])
 		advance(time.Second)
-		mustApply(t, b, claim, ids[0])
+		mustApply(t, b, hold, ids[0]) // announced, not final
 		advance(time.Second)
-		mustApply(t, b, []statemachine.Event{statemachine.Complete}, ids[0])
+		mustApply(t, b, remove, ids[0])
 		advance(time.Second)
-		if r, ok := returned(got); !ok || r.state != statemachine.Successful {
+		if r, ok := returned(got); !ok || r.state != statemachine.Deleted {
 			t.Fatalf("Wait = %v %v", r, ok)
 		}
 		if s := w.Stats(); s.SkippedChanges != 4 {
@@ -312,15 +312,15 @@ func TestPartialChangeSetReadsEverythingOnce(t *testing.T) {
 		wait := goWaitMany(w, context.Background(), ids)
 		advance(time.Second)
 		before := w.Stats()
-		mustApply(t, b, claim, ids[0])
+		mustApply(t, b, hold, ids[0]) // announced, not final
 		advance(time.Second)
-		mustApply(t, b, claim, ids[1])
+		mustApply(t, b, hold, ids[1])
 		advance(time.Second)
 		if s := w.Stats(); s.IDsRead-before.IDsRead != 10 || s.FullReads-before.FullReads != 1 {
 			t.Errorf("after a Partial and a normal change set: %d ids, %d full reads; want one full read of 10",
 				s.IDsRead-before.IDsRead, s.FullReads-before.FullReads)
 		}
-		mustApply(t, b, []statemachine.Event{statemachine.Complete}, ids[0], ids[1])
+		mustApply(t, b, remove, ids[0], ids[1])
 		mustApply(t, b, succeed, ids[2:]...)
 		wait()
 	})

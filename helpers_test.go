@@ -128,6 +128,7 @@ var (
 	succeed = []statemachine.Event{statemachine.Claim, statemachine.Complete}
 	hold    = []statemachine.Event{statemachine.Claim, statemachine.Hold}
 	claim   = []statemachine.Event{statemachine.Claim}
+	remove  = []statemachine.Event{statemachine.Delete}
 )
 
 // hourly is a refresh interval long enough that no poll runs in a test

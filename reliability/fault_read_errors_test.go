@@ -1,7 +1,6 @@
 package reliability_test
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
@@ -57,21 +56,8 @@ func fltTestReadsFail(t *testing.T, bk fltBackendKind) {
 		}
 	}
 
-	// The Watcher's own role. Dropped at cleanup, after every connection
-	// it has (the Watcher's and the pools, opened later, close first) and
-	// before the schema (dropped by pgtest, registered earlier).
-	role := pgtest.UniqueName() + "_reader"
-	qrole := pgxv5.Identifier{role}.Sanitize()
-	exec("CREATE ROLE " + qrole + " LOGIN")
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		for _, sql := range []string{"DROP OWNED BY " + qrole, "DROP ROLE " + qrole} {
-			if _, err := admin.Exec(ctx, sql); err != nil {
-				t.Errorf("cleanup: %s: %v", sql, err)
-			}
-		}
-	})
+	// The Watcher's own role.
+	role, qrole := fltCreateRole(t, ctx, admin, "reader")
 
 	owner := bk.open(t, fltQueueConfig{dsn: pgtest.DSN(), schema: schema, prefix: schema + "_"})
 	if _, err := owner.Install(ctx); err != nil {

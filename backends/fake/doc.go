@@ -15,11 +15,14 @@
 // A Backend behaves like a PgQueuer-compatible database: every write
 // (Enqueue, Claim, a transition, or a Tx) is one transaction, checked
 // against the statemachine and the dedupe index before anything changes;
-// a committed transaction that changed a job's state notifies every live
-// subscription once, after the change is visible to FetchStatuses, exactly
-// as the statement-level trigger does (which names no job, so by default a
-// notification carries no ids). A failed or rolled-back write, and a
-// heartbeat, change no state and notify nobody. Jobs are kept, with their
+// a committed transaction that enqueued or ended a job, or held one,
+// notifies every live subscription once, after the change is visible to
+// FetchStatuses, exactly as the statement-level trigger does (which names
+// no job, so by default a notification carries no ids) with the explicit
+// notification of the PostgreSQL backends' Hold. Like that trigger, which
+// is silent on UPDATE, a commit that only claims, retries or requeues
+// notifies nobody: the change feed and the poll still see it. A failed or
+// rolled-back write, and a heartbeat, change no state and notify nobody. Jobs are kept, with their
 // history, for the Backend's life.
 //
 // For tests that only need ids, EnqueueN(ctx, n) enqueues n plain jobs and

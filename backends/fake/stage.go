@@ -247,6 +247,25 @@ func firstErr(first, err error) error {
 // empty reports whether s stages nothing.
 func (s *stage) empty() bool { return len(s.fresh) == 0 && len(s.ops) == 0 }
 
+// announced says whether committing s notifies, as the PostgreSQL backends
+// do: their trigger, like PgQueuer's, announces an insert or a delete of a
+// queue row (an enqueue, or a job that ends) but not an UPDATE (a claim,
+// retry, requeue or heartbeat). A hold is an UPDATE too, but the backends
+// announce it themselves, because it can end a wait.
+func (s *stage) announced() bool {
+	if len(s.fresh) > 0 {
+		return true
+	}
+	for _, o := range s.ops {
+		switch o.ev {
+		case 0, statemachine.Claim, statemachine.Retry, statemachine.Requeue:
+		default:
+			return true
+		}
+	}
+	return false
+}
+
 // commit writes the staged changes into the store, in order, and keeps the
 // dedupe index up to date.
 func (s *stage) commit() {

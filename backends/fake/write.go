@@ -141,8 +141,9 @@ func (b *Backend) allocLocked(n int) []jobwatch.JobID {
 }
 
 // commitLocked makes st visible and plans its notification: none when st
-// changed no job's state (a heartbeat) or DropNotifications is in effect,
-// two deliveries per subscription while DuplicateNotifications is. b.mu is
+// is not announced (it only claims, retries, requeues or heartbeats) or
+// DropNotifications is in effect, two deliveries per subscription while
+// DuplicateNotifications is. b.mu is
 // held; the caller dispatches the plan after unlocking, so notifications
 // always follow visibility.
 func (b *Backend) commitLocked(st *stage) delivery {
@@ -155,6 +156,9 @@ func (b *Backend) commitLocked(st *stage) delivery {
 	}
 	b.changelog = append(b.changelog, st.order...)
 	b.counts.commits++
+	if !st.announced() {
+		return delivery{}
+	}
 	times := b.faults.takeCommit()
 	if times == 0 || len(b.subs) == 0 {
 		return delivery{}

@@ -70,6 +70,12 @@ func TestEnqueueIDsContinue(t *testing.T) {
 	}
 }
 
+// silent says whether a commit of ev alone notifies nobody: a claim, retry
+// or requeue, which the PostgreSQL backends' trigger does not announce.
+func silent(ev statemachine.Event) bool {
+	return ev == statemachine.Claim || ev == statemachine.Retry || ev == statemachine.Requeue
+}
+
 func TestApplyLifecycle(t *testing.T) {
 	tests := []struct {
 		path []statemachine.Event
@@ -94,6 +100,10 @@ func TestApplyLifecycle(t *testing.T) {
 			next(t, s)
 			for _, ev := range tt.path {
 				apply(t, b, ev, ids...)
+				if silent(ev) { // an UPDATE, as PostgreSQL's trigger has it
+					assertEmpty(t, s)
+					continue
+				}
 				if n := next(t, s); n.Resync || n.IDs != nil {
 					t.Fatalf("notification %+v, want an empty hint", n)
 				}
@@ -180,10 +190,10 @@ func TestFolding(t *testing.T) {
 	b := newBackend(t)
 	subs := []jobwatch.Subscription{listen(t, b), listen(t, b), listen(t, b)}
 	ids := enqueue(t, b, 100)
-	apply(t, b, statemachine.Claim, ids...)
+	apply(t, b, statemachine.Claim, ids...) // silent, as an UPDATE is
 	apply(t, b, statemachine.Complete, ids[:50]...)
 	for _, s := range subs {
-		for range 3 {
+		for range 2 {
 			if n := next(t, s); n.Resync || n.IDs != nil {
 				t.Fatalf("notification %+v, want an empty hint", n)
 			}
@@ -191,8 +201,8 @@ func TestFolding(t *testing.T) {
 		assertEmpty(t, s)
 	}
 	c := b.Counters()
-	if c.Commits != 3 || c.NotificationsSent != 9 {
-		t.Fatalf("counters %+v, want 3 commits and 9 notifications", c)
+	if c.Commits != 3 || c.NotificationsSent != 6 {
+		t.Fatalf("counters %+v, want 3 commits and 6 notifications", c)
 	}
 }
 
@@ -203,7 +213,8 @@ func TestNotifyIDs(t *testing.T) {
 	if n := next(t, s); !slices.Equal(n.IDs, ids) {
 		t.Fatalf("IDs %v, want %v", n.IDs, ids)
 	}
-	apply(t, b, statemachine.Claim, 3, 1)
+	apply(t, b, statemachine.Claim, 3, 1) // silent, as an UPDATE is
+	apply(t, b, statemachine.Cancel, 3, 1)
 	if n := next(t, s); !slices.Equal(n.IDs, []jobwatch.JobID{3, 1}) {
 		t.Fatalf("IDs %v, want [3 1]", n.IDs)
 	}
@@ -217,7 +228,10 @@ func TestVisibleBeforeNotified(t *testing.T) {
 	s := listen(t, b)
 	ctx := testCtx(t)
 	path := []statemachine.Event{statemachine.Claim, statemachine.Complete}
+	// The claim notifies nobody; enqueue and completion do. A read may
+	// be ahead of its notification, never behind.
 	order := []statemachine.State{statemachine.Queued, statemachine.Picked, statemachine.Successful}
+	notified := []statemachine.State{statemachine.Queued, statemachine.Successful}
 
 	writerErr := make(chan error, 1)
 	go func() {
@@ -238,13 +252,13 @@ func TestVisibleBeforeNotified(t *testing.T) {
 	}()
 
 	seen := map[jobwatch.JobID]int{}
-	for range jobs * len(order) {
+	for range jobs * len(notified) {
 		n := next(t, s)
 		if len(n.IDs) != 1 {
 			t.Fatalf("notification %+v, want one id", n)
 		}
 		id := n.IDs[0]
-		atLeast := order[seen[id]]
+		atLeast := notified[seen[id]]
 		seen[id]++
 		got, err := b.FetchStatuses(ctx, n.IDs)
 		if err != nil {

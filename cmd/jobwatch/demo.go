@@ -4,11 +4,14 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"flag"
 	"fmt"
 	"io"
 	mrand "math/rand/v2"
 	"sync"
 	"time"
+
+	"github.com/peterbourgon/ff/v3/ffcli"
 
 	"github.com/jobwatch/jobwatch"
 	"github.com/jobwatch/jobwatch/statemachine"
@@ -20,38 +23,53 @@ type demoConfig struct {
 	failRate      float64
 }
 
-// runDemo enqueues jobs, works them with a few workers (some raise, some
-// are canceled, some held and requeued), and waits for all of them with a
-// Watcher, drawing a progress bar and a summary. In memory unless --dsn is
-// given; on a database it uses a prefix of its own and drops it afterwards.
-func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
+const demoHelp = `Enqueues jobs, works them with a few workers (some raise, some are canceled,
+some held and requeued) and waits for all of them with a live progress bar
+and a summary table. In memory unless --dsn is given (it ignores
+$DATABASE_URL); on a database it uses a prefix of its own and drops it
+afterwards.`
+
+// demoCommand enqueues jobs, works them with a few workers and waits for
+// all of them with a Watcher, drawing a progress bar and a summary.
+func (a *app) demoCommand() *ffcli.Command {
 	var cfg demoConfig
-	fs := newFlags("demo", stderr)
-	cfg.conn.register(fs)
-	// The demo stays in memory unless told otherwise, whatever $DATABASE_URL says.
-	cfg.conn.dsn = ""
-	fs.Lookup("dsn").DefValue = ""
-	fs.Lookup("dsn").Usage = "run on this PostgreSQL (own prefix, dropped afterwards) instead of in memory"
+	return a.command("demo", "[flags]", "watch a queue work through jobs (in memory unless --dsn)", demoHelp,
+		cfg.register,
+		func(ctx context.Context, _ *flag.FlagSet, args []string) (int, error) {
+			if err := noArgs(args); err != nil {
+				return exitUsage, err
+			}
+			if err := cfg.check(); err != nil {
+				return exitUsage, err
+			}
+			q, cleanup, err := cfg.openQueue(ctx, a.stdout)
+			if err != nil {
+				return exitFor(err), err
+			}
+			defer cleanup()
+			return cfg.run(ctx, q, a.stdout, a.stderr)
+		})
+}
+
+func (cfg *demoConfig) register(fs *flag.FlagSet) {
+	fs.StringVar(&cfg.conn.dsn, "dsn", "", "run on this PostgreSQL `URL` (own prefix, dropped afterwards) instead of in memory")
+	fs.StringVar(&cfg.conn.driver, "driver", "pgx", "database `driver` with --dsn: pgx or pq")
+	fs.StringVar(&cfg.conn.schema, "schema", "", "`schema` of the demo's objects with --dsn (default: the search_path)")
 	fs.IntVar(&cfg.jobs, "jobs", 200, "number of jobs to enqueue")
 	fs.IntVar(&cfg.workers, "workers", 4, "number of workers")
 	fs.Float64Var(&cfg.failRate, "fail-rate", 0.1, "fraction of jobs that raise an exception (0..1)")
-	if err := parseArgsOnly(fs, args); err != nil {
-		return exitUsage, err
-	}
+}
+
+func (cfg *demoConfig) check() error {
 	switch {
 	case cfg.jobs < 1 || cfg.jobs > 100_000:
-		return exitUsage, fmt.Errorf("%w: --jobs must be between 1 and 100000", errUsage)
+		return fmt.Errorf("%w: --jobs must be between 1 and 100000", errUsage)
 	case cfg.workers < 1 || cfg.workers > 1000:
-		return exitUsage, fmt.Errorf("%w: --workers must be between 1 and 1000", errUsage)
+		return fmt.Errorf("%w: --workers must be between 1 and 1000", errUsage)
 	case !(cfg.failRate >= 0 && cfg.failRate <= 1):
-		return exitUsage, fmt.Errorf("%w: --fail-rate must be between 0 and 1", errUsage)
+		return fmt.Errorf("%w: --fail-rate must be between 0 and 1", errUsage)
 	}
-	q, cleanup, err := cfg.openQueue(ctx, stdout)
-	if err != nil {
-		return exitDB, err
-	}
-	defer cleanup()
-	return cfg.run(ctx, q, stdout, stderr)
+	return nil
 }
 
 // openQueue returns the in-memory queue, or without it one on the database
@@ -65,7 +83,7 @@ func (cfg *demoConfig) openQueue(ctx context.Context, stdout io.Writer) (demoQue
 	var tag [4]byte
 	_, _ = rand.Read(tag[:])
 	cfg.conn.prefix = "jobwatch_demo_" + hex.EncodeToString(tag[:]) + "_"
-	q, closeDB, err := cfg.conn.open(ctx)
+	q, closeDB, err := cfg.conn.openDSN(ctx)
 	if err != nil {
 		return nil, nil, err
 	}

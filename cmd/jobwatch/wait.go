@@ -2,15 +2,15 @@ package main
 
 import (
 	"context"
-	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"time"
 
+	"github.com/peterbourgon/ff/v3/ffcli"
+
 	"github.com/jobwatch/jobwatch"
-	"github.com/jobwatch/jobwatch/statemachine"
 )
 
 type waitFlags struct {
@@ -23,43 +23,68 @@ type waitFlags struct {
 	json         bool
 	progress     string
 	verbose      bool
+	health       healthTiming
 }
 
-// runWait waits until every job settles, printing each as it does.
-// Exit: 2 usage, 5 database, else 3 timeout, else 4 not found, else 1 if
-// any job settled other than successful, else 0.
-func runWait(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
+const waitHelp = `Waits until every job has settled, printing "<id> <status>" (with --json,
+{"id":N,"status":"S"}) for each as soon as it does; with --json an exception
+job's line carries its traceback. Ids come from the arguments, or from
+standard input when there are none or the only one is "-". The queue must be
+installed: wait checks that first.
+
+A job never found prints "<id> not_found". At the timeout each unsettled job
+prints "<id> pending <last seen state>" (queued, picked, failed, or unseen when
+no read found it), "last_state" in JSON. While the database cannot be read,
+standard error says why, at once and then every minute.
+
+Exit status (the first that applies, in this order):
+  2  bad usage or input, or no database given
+  5  the database cannot be read: unreachable, queue not installed, a driver
+     error, or at the timeout the latest read had failed
+  3  the timeout hit before every job settled
+  4  some job was never found
+  1  some job settled otherwise than successful (exception, canceled, deleted,
+     or failed with --settle-on-hold)
+  0  every job successful`
+
+func (a *app) waitCommand() *ffcli.Command {
 	var f waitFlags
-	fs := newFlags("wait", stderr)
+	f.health = defaultHealthTiming
+	return a.command("wait", "[flags] ID...", "wait until jobs settle, printing each as it does", waitHelp,
+		func(fs *flag.FlagSet) { f.register(fs) },
+		func(ctx context.Context, _ *flag.FlagSet, args []string) (int, error) {
+			if err := f.check(); err != nil {
+				return exitUsage, err
+			}
+			ids, err := readIDs(args, a.stdin)
+			if err != nil {
+				return exitUsage, err
+			}
+			q, closeDB, err := f.conn.openInstalled(ctx)
+			if err != nil {
+				return exitFor(err), err
+			}
+			defer closeDB()
+			r := &waitRun{
+				f:              f,
+				inspect:        q.Inspect,
+				checkInstalled: func(ctx context.Context) error { return f.conn.checkInstalled(ctx, q) },
+				redact:         func(s string) string { return a.redactor.String(f.conn.redactText(s)) },
+			}
+			return r.run(ctx, q, ids, a.stdout, a.stderr)
+		})
+}
+
+func (f *waitFlags) register(fs *flag.FlagSet) {
 	f.conn.register(fs)
-	fs.DurationVar(&f.timeout, "timeout", 0, "give up after this long (0: never); unsettled jobs print as pending")
-	fs.DurationVar(&f.debounce, "debounce", jobwatch.DefaultDebounce, "gather notifications this long into one status read")
-	fs.DurationVar(&f.refresh, "refresh", jobwatch.DefaultRefreshInterval, "safety-net poll interval")
-	fs.DurationVar(&f.grace, "not-found-grace", jobwatch.DefaultNotFoundGrace, "a job unknown this long prints as not_found")
+	durationFlag(fs, &f.timeout, "timeout", 0, "give up after this long (default: never); unsettled jobs print as pending")
+	durationFlag(fs, &f.debounce, "debounce", jobwatch.DefaultDebounce, "gather notifications this long into one status read")
+	durationFlag(fs, &f.refresh, "refresh", jobwatch.DefaultRefreshInterval, "safety-net poll interval")
+	durationFlag(fs, &f.grace, "not-found-grace", jobwatch.DefaultNotFoundGrace, "a job unknown this long prints as not_found")
 	fs.BoolVar(&f.settleOnHold, "settle-on-hold", false, "let a held (failed) job count as settled")
 	fs.BoolVar(&f.json, "json", false, `print {"id":N,"status":"S"} lines`)
 	fs.StringVar(&f.progress, "progress", "auto", "progress bar on standard error: auto (on a terminal, more than one id), always or never")
 	fs.BoolVar(&f.verbose, "v", false, "log listener and read problems to standard error")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: jobwatch wait [flags] ID...   (ids from standard input when none, or -)")
-		fs.PrintDefaults()
-	}
-	if err := parseFlags(fs, args); err != nil {
-		return exitUsage, err
-	}
-	if err := f.check(); err != nil {
-		return exitUsage, err
-	}
-	ids, err := readIDs(fs.Args(), os.Stdin)
-	if err != nil {
-		return exitUsage, err
-	}
-	q, closeDB, err := f.conn.open(ctx)
-	if err != nil {
-		return exitDB, err
-	}
-	defer closeDB()
-	return f.wait(ctx, q, ids, stdout, stderr)
 }
 
 func (f waitFlags) check() error {
@@ -78,7 +103,7 @@ func (f waitFlags) check() error {
 	return nil
 }
 
-func (f waitFlags) options(stderr io.Writer) []jobwatch.Option {
+func (f waitFlags) options(log io.Writer) []jobwatch.Option {
 	opts := []jobwatch.Option{
 		jobwatch.WithDebounce(f.debounce),
 		jobwatch.WithRefreshInterval(f.refresh),
@@ -86,64 +111,7 @@ func (f waitFlags) options(stderr io.Writer) []jobwatch.Option {
 		jobwatch.WithSettleOnHold(f.settleOnHold),
 	}
 	if f.verbose {
-		opts = append(opts, jobwatch.WithLogger(slog.New(slog.NewTextHandler(stderr, nil))))
+		opts = append(opts, jobwatch.WithLogger(slog.New(slog.NewTextHandler(log, nil))))
 	}
 	return opts
-}
-
-func (f waitFlags) wait(ctx context.Context, d jobwatch.Driver, ids []jobwatch.JobID, stdout, stderr io.Writer) (int, error) {
-	w, err := jobwatch.New(d, f.options(stderr)...)
-	if err != nil {
-		return exitUsage, fmt.Errorf("%w: %v", errUsage, err)
-	}
-	defer w.Close()
-	if f.timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, f.timeout)
-		defer cancel()
-	}
-	out := newLineWriter(stdout, f.json)
-	bar := newProgress(stderr, len(ids), f.progress)
-	defer bar.done()
-
-	settled := make(map[jobwatch.JobID]bool, len(ids))
-	var notFound, unsuccessful bool
-	var stopped error
-	for st, err := range w.WaitEach(ctx, ids) {
-		bar.erase()
-		switch {
-		case errors.Is(err, jobwatch.ErrNotFound):
-			notFound = true
-			settled[st.ID] = true
-			err = out.line(st.ID, statusNotFound)
-		case err != nil:
-			stopped = err
-			continue
-		default:
-			unsuccessful = unsuccessful || st.State != statemachine.Successful
-			settled[st.ID] = true
-			err = out.line(st.ID, st.State.String())
-		}
-		if err != nil {
-			return exitUnsettled, &outputError{err} // e.g. a closed pipe
-		}
-		bar.add(1)
-	}
-	switch {
-	case errors.Is(stopped, context.DeadlineExceeded):
-		bar.erase()
-		for _, id := range ids {
-			if !settled[id] {
-				_ = out.line(id, statusPending)
-			}
-		}
-		return exitTimeout, nil
-	case stopped != nil:
-		return exitInterrupt, stopped
-	case notFound:
-		return exitNotFound, nil
-	case unsuccessful:
-		return exitUnsettled, nil
-	}
-	return exitOK, nil
 }

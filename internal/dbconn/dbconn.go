@@ -6,7 +6,6 @@ package dbconn
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/url"
 
@@ -47,6 +46,7 @@ type Queue interface {
 	Enqueue(ctx context.Context, jobs ...jwqueue.NewJob) ([]jobwatch.JobID, error)
 	Claim(ctx context.Context, req jwqueue.ClaimRequest) ([]jwqueue.Job, error)
 	Apply(ctx context.Context, ev statemachine.Event, ids ...jobwatch.JobID) error
+	Inspect(ctx context.Context, id jobwatch.JobID) (jwqueue.JobInfo, error)
 	QueueTable() string
 	LogTable() string
 	Channel() string
@@ -103,14 +103,10 @@ func Open(ctx context.Context, c Config) (*DB, error) {
 	return d, nil
 }
 
-// errBadDSN is not the parser's message: that may quote the DSN, password
-// and all.
-var errBadDSN = &ConfigError{errors.New("--dsn is not a valid connection string (a postgres:// URL or key=value pairs)")}
-
 func openPgx(ctx context.Context, c Config) (*DB, error) {
 	cfg, err := pgxpool.ParseConfig(c.DSN)
 	if err != nil {
-		return nil, errBadDSN
+		return nil, dsnError(c.DSN, err)
 	}
 	if c.MaxConns > 0 {
 		cfg.MaxConns = int32(c.MaxConns)
@@ -137,9 +133,12 @@ func openPq(ctx context.Context, c Config) (*DB, error) {
 		// lib/pq fills whatever the DSN leaves out from the PG* variables.
 		dsn = "application_name=jobwatch"
 	}
+	if err := checkPqDSN(dsn); err != nil {
+		return nil, err
+	}
 	db, err := sqlx.Open("postgres", dsn)
 	if err != nil {
-		return nil, errBadDSN
+		return nil, dsnError(dsn, err)
 	}
 	if c.MaxConns > 0 {
 		db.SetMaxOpenConns(c.MaxConns)

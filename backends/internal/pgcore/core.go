@@ -211,10 +211,30 @@ func (c *Core) FetchStatuses(ctx context.Context, ids []jobwatch.JobID) ([]jobwa
 		return nil
 	})
 	if err != nil {
-		return nil, c.Fail("fetch statuses", err)
+		return nil, c.FailRead("fetch statuses", err)
 	}
 	return out, nil
 }
+
+// FailRead is Fail for a status or feed read: a read that fails because
+// the queue's table or schema does not exist is wrapped in a
+// *jobwatch.NotInstalledError, so that a Watcher ends its waits with
+// ErrNotInstalled instead of retrying forever. Other errors (a revoked
+// grant, say) stay as they are: they can pass.
+func (c *Core) FailRead(op string, err error) error {
+	err = c.Fail(op, err)
+	switch code, _, _, _ := c.c.PgError(err); code {
+	case sqlstateUndefinedTable, sqlstateInvalidSchema:
+		return &jobwatch.NotInstalledError{Prefix: c.c.Names.Prefix, Schema: c.c.Names.Schema, Err: err}
+	}
+	return err
+}
+
+// SQLSTATEs of a queue that is not installed.
+const (
+	sqlstateUndefinedTable = "42P01"
+	sqlstateInvalidSchema  = "3F000"
+)
 
 // NotifyRaw: see the backends' NotifyRaw.
 func (c *Core) NotifyRaw(ctx context.Context, payload string) error {

@@ -58,7 +58,7 @@ func (c *Core) Changes(ctx context.Context, cur jobwatch.Cursor) (jobwatch.Chang
 		return nil
 	})
 	if err != nil {
-		return jobwatch.ChangeSet{}, c.Fail("changes", err)
+		return jobwatch.ChangeSet{}, c.FailRead("changes", err)
 	}
 	next, partial := pos.advance(seen, splitHolders(holders.String), holders.Valid)
 	return jobwatch.ChangeSet{Statuses: result, Cursor: next, Partial: partial, Skipped: skipped}, nil
@@ -68,7 +68,7 @@ func (c *Core) startChanges(ctx context.Context) (jobwatch.ChangeSet, error) {
 	var high int64
 	var holders sql.NullString
 	if err := queryRow(ctx, c.c.DB, c.c.Names.ChangesStartSQL(), nil, &high, &holders); err != nil {
-		return jobwatch.ChangeSet{}, c.Fail("changes", err)
+		return jobwatch.ChangeSet{}, c.FailRead("changes", err)
 	}
 	return jobwatch.ChangeSet{Cursor: startCursor(high, splitHolders(holders.String)), Partial: true}, nil
 }
