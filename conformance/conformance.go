@@ -54,8 +54,11 @@ type testCase struct {
 // case is a subtest with a fresh harness from newHarness; see the package
 // documentation for an example.
 //
-// Cases needing an optional capability (ListenerBreaker, RawNotifier) that
-// the harness does not have are not run; Run logs once which ones and why.
+// Cases needing an optional capability (ListenerBreaker, RawNotifier, ...)
+// that the harness does not have are not run; Run logs once which ones and
+// why. With a ResourceReporter harness, every case ends with a check that
+// the backend holds no subscription or connection any more; without one,
+// Run logs that this check is not made.
 func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 	t.Helper()
 	if newHarness == nil {
@@ -74,6 +77,11 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 	_, has[capOpen] = probe.(OpenApplier)
 	_, has[capSilent] = probe.(SilentHolder)
 	_, has[capFeed] = probe.Driver().(jobwatch.ChangeFeed)
+	_, has[capResources] = probe.(ResourceReporter)
+	_, has[capStall] = probe.(ReadStaller)
+	if !has[capResources] {
+		t.Log("conformance: the harness does not implement conformance.ResourceReporter: the suite cannot check after each case that the backend released its connections and subscriptions")
+	}
 
 	var notRun []string
 	for _, c := range cases() {
@@ -135,8 +143,15 @@ func newEnv(t *testing.T, newHarness func(t *testing.T) Harness, timeout time.Du
 		t.Fatal("Harness.Driver returned nil")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	e := &env{t: t, h: h, d: newCountingDriver(d), raw: d, ctx: ctx, timeout: timeout}
+	if rr, ok := h.(ResourceReporter); ok {
+		// Cleanups run last-in first-out: this one runs after every
+		// cleanup the case registers (its watchers and subscriptions
+		// closed) and before the harness's own.
+		t.Cleanup(func() { e.checkReleased(rr) })
+	}
 	t.Cleanup(cancel)
-	return &env{t: t, h: h, d: newCountingDriver(d), raw: d, ctx: ctx, timeout: timeout}
+	return e
 }
 
 // op returns a context bounded by the suite timeout.
@@ -365,14 +380,6 @@ func (e *env) wantState(r waitResult, want sm.State, what string) {
 	}
 	if r.state != want {
 		e.t.Errorf("%s: Wait returned %s, want %s", what, r.state, want)
-	}
-}
-
-// pause waits until t. Only for negative checks, where the point is that
-// nothing happens for a while.
-func pause(until time.Time) {
-	if d := time.Until(until); d > 0 {
-		time.Sleep(d)
 	}
 }
 

@@ -2,9 +2,9 @@
 // ours (backends/fake, backends/pgx, backends/pq) and third parties'.
 //
 // The suite checks a backend the way users meet it, through a
-// jobwatch.Watcher (the invariants of design.md section 4: listen then
-// check, notifications are hints, loss is repaired at once, bursts coalesce,
-// a wait costs O(1), Close is bounded), plus direct checks of the two-method
+// jobwatch.Watcher (its invariants: listen then check, notifications are
+// hints, loss is repaired at once, bursts coalesce, a wait costs O(1), Close
+// is bounded), plus direct checks of the two-method
 // jobwatch.Driver contract (Listen returns only once live, Next and
 // FetchStatuses honour ctx, FetchStatuses omits unknown ids, ...).
 //
