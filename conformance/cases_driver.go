@@ -3,7 +3,7 @@ package conformance
 import (
 	"context"
 	"errors"
-		"time"
+	"time"
 
 	"github.com/jobwatch/jobwatch"
 	sm "github.com/jobwatch/jobwatch/statemachine"
