@@ -46,7 +46,7 @@ func (e *env) listen() jobwatch.Subscription {
 	if sub == nil {
 		e.t.Fatal("Driver.Listen returned a nil Subscription and no error")
 	}
-	e.t.Cleanup(func() { _ = sub.Close() })
+	e.t.Cleanup(func() { e.boundedClose(sub, "cleanup of a subscription the case opened") })
 	return sub
 }
 

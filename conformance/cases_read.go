@@ -39,7 +39,9 @@ func (e *env) stallReads() (stalled <-chan struct{}, release func()) {
 	if err != nil {
 		e.t.Fatalf("ReadStaller.StallReads: %v", err)
 	}
-	e.t.Cleanup(release)
+	e.t.Cleanup(func() {
+		e.boundedCleanup("the release of a ReadStaller stall", func() error { release(); return nil })
+	})
 	return stalled, release
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -130,6 +131,9 @@ type env struct {
 	raw     jobwatch.Driver // h.Driver() itself
 	ctx     context.Context // cancelled when the case ends
 	timeout time.Duration
+
+	cleanupOnce sync.Once
+	cleanupBy   time.Time // see cleanupDeadline
 }
 
 func newEnv(t *testing.T, newHarness func(t *testing.T) Harness, timeout time.Duration) *env {
@@ -205,15 +209,7 @@ func (e *env) watcherOn(d jobwatch.Driver, opts ...jobwatch.Option) *jobwatch.Wa
 	if err != nil {
 		e.t.Fatalf("jobwatch.New: %v", err)
 	}
-	e.t.Cleanup(func() {
-		done := make(chan error, 1)
-		go func() { done <- w.Close() }()
-		select {
-		case <-done:
-		case <-time.After(e.timeout + slack):
-			e.t.Errorf("Watcher.Close did not return within %s", e.timeout+slack)
-		}
-	})
+	e.t.Cleanup(func() { e.boundedCleanup("Watcher.Close (cleanup of a watcher the case made)", w.Close) })
 	return w
 }
 

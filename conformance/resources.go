@@ -82,19 +82,34 @@ func (e *env) checkReleased(rr ResourceReporter) {
 	}
 }
 
-// boundedClose closes sub from a cleanup and fails the case, naming what,
-// if Close does not return within the suite timeout plus slack.
-func (e *env) boundedClose(sub jobwatch.Subscription, what string) {
+// cleanupDeadline is when the case's bounded cleanups stop waiting: the
+// suite timeout plus slack after the first of them started. They share it,
+// so a backend whose every Close hangs costs a case one timeout, not one per
+// subscription.
+func (e *env) cleanupDeadline() time.Time {
+	e.cleanupOnce.Do(func() { e.cleanupBy = time.Now().Add(e.timeout + slack) })
+	return e.cleanupBy
+}
+
+// boundedCleanup runs fn from a cleanup and fails the case, naming what, if
+// it does not return by the cleanup deadline. A fn that never returns is
+// left behind, blocked.
+func (e *env) boundedCleanup(what string, fn func() error) {
 	ch := make(chan error, 1)
-	go func() { ch <- sub.Close() }()
-	timer := time.NewTimer(e.timeout + slack)
+	go func() { ch <- fn() }()
+	timer := time.NewTimer(time.Until(e.cleanupDeadline()))
 	defer timer.Stop()
 	select {
 	case err := <-ch:
 		if err != nil {
-			e.t.Errorf("%s: Subscription.Close: %v", what, err)
+			e.t.Errorf("%s: %v", what, err)
 		}
 	case <-timer.C:
-		e.t.Errorf("%s: Subscription.Close did not return within %s (Close must be bounded)", what, e.timeout+slack)
+		e.t.Errorf("%s did not return within %s of the case's end (it must be bounded)", what, e.timeout+slack)
 	}
+}
+
+// boundedClose closes sub from a cleanup, bounded by boundedCleanup.
+func (e *env) boundedClose(sub jobwatch.Subscription, what string) {
+	e.boundedCleanup("Subscription.Close ("+what+")", sub.Close)
 }
