@@ -363,7 +363,7 @@ func (s *Sub) healthCheck(ctx context.Context) (jobwatch.Notification, bool, err
 
 // ErrStuck is wrapped by Close's error when Next did not let go of the
 // connection even after it was aborted.
-var ErrStuck = errors.New("jobwatch: listener still in use after close timeout")
+var ErrStuck = errors.New("jobwatch/listener: connection still in use after the close timeout")
 
 // Close interrupts a blocked Next, waits (up to CloseGrace) for it to let
 // go of the connection, aborts the connection if it did not, and closes
