@@ -42,6 +42,10 @@
 //	func (h harness) NotifyRaw(ctx context.Context, payload string) error {
 //		return h.b.PgNotify(ctx, payload)
 //	}
+//	// Optional: lets the suite check after each case that nothing is left open.
+//	func (h harness) OpenResources() conformance.Resources {
+//		return conformance.Resources{Subscriptions: h.b.OpenSubscriptions(), Conns: h.b.ConnsInUse()}
+//	}
 //
 //	func TestConformance(t *testing.T) {
 //		conformance.Run(t, func(t *testing.T) conformance.Harness {
