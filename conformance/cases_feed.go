@@ -55,7 +55,10 @@ func (e *env) applyOpen(op OpenApplier, ev sm.Event, ids ...jobwatch.JobID) func
 		if !done {
 			ctx, cancel := e.op()
 			defer cancel()
-			_ = end(ctx, false)
+			e.boundedCleanup("the rollback of an OpenApplier transaction the case left open", func() error {
+				_ = end(ctx, false)
+				return nil
+			})
 		}
 	})
 	return func(commit bool) {

@@ -28,12 +28,15 @@ func cases() []testCase {
 		{"11_foreign_and_garbled_notifications", "garbled, foreign and other-event notifications never resolve a wait wrongly, never stop the watcher and are not errors", capRaw, caseGarbage},
 		{"12_spurious_notifications", "duplicate and spurious notifications never resolve a wait wrongly", capNone, caseSpurious},
 		{"13_driver_listen_is_live", "Driver.Listen returns only once the subscription is live; Next honours ctx; Subscription.Close is idempotent and ends a blocked Next", capNone, caseListenLive},
-		{"14_driver_fetch_statuses", "Driver.FetchStatuses returns each known id at most once with its state, omits unknown ids, accepts empty input and honours ctx", capNone, caseFetchStatuses},
+		{"14_driver_fetch_statuses", "Driver.FetchStatuses returns each known id at most once with its state, omits unknown ids, accepts empty input and honours a cancelled ctx", capNone, caseFetchStatuses},
 		{"15_reconnect_resyncs", "after the listener connection is lost, the watcher reconnects and re-reads every pending job at once, without waiting for the poll", capBreaker, caseReconnect},
 		{"16_illegal_transitions_refused", "an illegal transition is refused with statemachine.ErrIllegalTransition and changes nothing, not even the legal part of its transaction", capNone, caseIllegal},
 		{"17_out_of_order_commits", "a change whose transaction began first but commits after later ones is still seen by notification, and a rolled-back one changes nothing", capOpen, caseOutOfOrder},
 		{"18_driver_change_feed", "ChangeFeed.Changes starts at the present, then returns every job changed after its cursor with its current state, and honours ctx", capFeed, caseChangeFeed},
 		{"19_silent_hold_seen_by_poll", "a hold committed without a notification ends a WithSettleOnHold wait at the next poll, within one refresh interval", capSilent, caseSilentHold},
+		{"20_fetch_cancel_mid_read", "a ctx that ends in the middle of a FetchStatuses read makes it return an error promptly, never the rows read so far", capStall, caseFetchCancelMidRead},
+		{"21_next_after_ctx_timeout", "a Next whose ctx ended leaves the subscription usable: Next again on it delivers later changes", capNone, caseNextAfterTimeout},
+		{"22_fetch_results_independent", "each FetchStatuses result is its caller's own: later or concurrent calls for other ids never change it", capNone, caseFetchIndependent},
 	}
 }
 
@@ -278,7 +281,8 @@ func caseNotFound(e *env) {
 		e.t.Errorf("WaitAny on unknown ids ended after %s, before the %s grace", el, grace)
 	}
 
-	pause(start.Add(grace + 100*time.Millisecond))
+	// The two waits above ended at the grace: the watcher has acted on
+	// its expiry, so the waits below must stay pending.
 	pending(e, chAll, "WaitAll on a pending job and an unknown id, after the grace")
 	pending(e, chAny, "WaitAny on an unknown id and a pending job, after the grace")
 	if predictable {

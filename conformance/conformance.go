@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -54,8 +55,11 @@ type testCase struct {
 // case is a subtest with a fresh harness from newHarness; see the package
 // documentation for an example.
 //
-// Cases needing an optional capability (ListenerBreaker, RawNotifier) that
-// the harness does not have are not run; Run logs once which ones and why.
+// Cases needing an optional capability (ListenerBreaker, RawNotifier, ...)
+// that the harness does not have are not run; Run logs once which ones and
+// why. With a ResourceReporter harness, every case ends with a check that
+// the backend holds no subscription or connection any more; without one,
+// Run logs that this check is not made.
 func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 	t.Helper()
 	if newHarness == nil {
@@ -74,6 +78,11 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 	_, has[capOpen] = probe.(OpenApplier)
 	_, has[capSilent] = probe.(SilentHolder)
 	_, has[capFeed] = probe.Driver().(jobwatch.ChangeFeed)
+	_, has[capResources] = probe.(ResourceReporter)
+	_, has[capStall] = probe.(ReadStaller)
+	if !has[capResources] {
+		t.Log("conformance: the harness does not implement conformance.ResourceReporter: the suite cannot check after each case that the backend released its connections and subscriptions")
+	}
 
 	var notRun []string
 	for _, c := range cases() {
@@ -122,6 +131,9 @@ type env struct {
 	raw     jobwatch.Driver // h.Driver() itself
 	ctx     context.Context // cancelled when the case ends
 	timeout time.Duration
+
+	cleanupOnce sync.Once
+	cleanupBy   time.Time // see cleanupDeadline
 }
 
 func newEnv(t *testing.T, newHarness func(t *testing.T) Harness, timeout time.Duration) *env {
@@ -135,8 +147,15 @@ func newEnv(t *testing.T, newHarness func(t *testing.T) Harness, timeout time.Du
 		t.Fatal("Harness.Driver returned nil")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	e := &env{t: t, h: h, d: newCountingDriver(d), raw: d, ctx: ctx, timeout: timeout}
+	if rr, ok := h.(ResourceReporter); ok {
+		// Cleanups run last-in first-out: this one runs after every
+		// cleanup the case registers (its watchers and subscriptions
+		// closed) and before the harness's own.
+		t.Cleanup(func() { e.checkReleased(rr) })
+	}
 	t.Cleanup(cancel)
-	return &env{t: t, h: h, d: newCountingDriver(d), raw: d, ctx: ctx, timeout: timeout}
+	return e
 }
 
 // op returns a context bounded by the suite timeout.
@@ -190,15 +209,7 @@ func (e *env) watcherOn(d jobwatch.Driver, opts ...jobwatch.Option) *jobwatch.Wa
 	if err != nil {
 		e.t.Fatalf("jobwatch.New: %v", err)
 	}
-	e.t.Cleanup(func() {
-		done := make(chan error, 1)
-		go func() { done <- w.Close() }()
-		select {
-		case <-done:
-		case <-time.After(e.timeout + slack):
-			e.t.Errorf("Watcher.Close did not return within %s", e.timeout+slack)
-		}
-	})
+	e.t.Cleanup(func() { e.boundedCleanup("Watcher.Close (cleanup of a watcher the case made)", w.Close) })
 	return w
 }
 
@@ -365,14 +376,6 @@ func (e *env) wantState(r waitResult, want sm.State, what string) {
 	}
 	if r.state != want {
 		e.t.Errorf("%s: Wait returned %s, want %s", what, r.state, want)
-	}
-}
-
-// pause waits until t. Only for negative checks, where the point is that
-// nothing happens for a while.
-func pause(until time.Time) {
-	if d := time.Until(until); d > 0 {
-		time.Sleep(d)
 	}
 }
 

@@ -134,3 +134,37 @@ func (h *fakeHarness) HoldSilently(ctx context.Context, ids ...jobwatch.JobID) e
 }
 
 var _ conformance.SilentHolder = (*fakeHarness)(nil)
+
+// OpenResources reports the fake's live subscriptions; it has no
+// connections.
+func (h *fakeHarness) OpenResources() conformance.Resources {
+	return conformance.Resources{Subscriptions: h.b.Counters().ActiveSubscriptions}
+}
+
+// StallReads holds the fake's reads after their snapshot (fake.BlockReads)
+// and reports the first read that starts holding.
+func (h *fakeHarness) StallReads(context.Context) (<-chan struct{}, func(), error) {
+	from := h.b.Counters().Reads
+	release := h.b.BlockReads()
+	stalled, done := make(chan struct{}), make(chan struct{})
+	wctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		defer close(done)
+		if h.b.WaitReads(wctx, from+1) == nil {
+			close(stalled)
+		}
+	}()
+	var once sync.Once
+	return stalled, func() {
+		once.Do(func() {
+			release()
+			cancel()
+			<-done
+		})
+	}, nil
+}
+
+var (
+	_ conformance.ResourceReporter = (*fakeHarness)(nil)
+	_ conformance.ReadStaller      = (*fakeHarness)(nil)
+)

@@ -180,3 +180,20 @@ type countingSubIgnored struct {
 }
 
 func (s countingSubIgnored) Ignored() uint64 { return s.ic.Ignored() }
+
+// doneWatcher is a context that closes asked the first time something asks
+// for its Done channel: the moment a blocking call starts waiting on it.
+type doneWatcher struct {
+	context.Context
+	once  sync.Once
+	asked chan struct{}
+}
+
+func watchDone(ctx context.Context) *doneWatcher {
+	return &doneWatcher{Context: ctx, asked: make(chan struct{})}
+}
+
+func (c *doneWatcher) Done() <-chan struct{} {
+	c.once.Do(func() { close(c.asked) })
+	return c.Context.Done()
+}

@@ -2,9 +2,9 @@
 // ours (backends/fake, backends/pgx, backends/pq) and third parties'.
 //
 // The suite checks a backend the way users meet it, through a
-// jobwatch.Watcher (the invariants of design.md section 4: listen then
-// check, notifications are hints, loss is repaired at once, bursts coalesce,
-// a wait costs O(1), Close is bounded), plus direct checks of the two-method
+// jobwatch.Watcher (its invariants: listen then check, notifications are
+// hints, loss is repaired at once, bursts coalesce, a wait costs O(1), Close
+// is bounded), plus direct checks of the two-method
 // jobwatch.Driver contract (Listen returns only once live, Next and
 // FetchStatuses honour ctx, FetchStatuses omits unknown ids, ...).
 //
@@ -42,6 +42,10 @@
 //	func (h harness) NotifyRaw(ctx context.Context, payload string) error {
 //		return h.b.PgNotify(ctx, payload)
 //	}
+//	// Optional: lets the suite check after each case that nothing is left open.
+//	func (h harness) OpenResources() conformance.Resources {
+//		return conformance.Resources{Subscriptions: h.b.OpenSubscriptions(), Conns: h.b.ConnsInUse()}
+//	}
 //
 //	func TestConformance(t *testing.T) {
 //		conformance.Run(t, func(t *testing.T) conformance.Harness {
@@ -54,8 +58,28 @@
 // Each case is a subtest named after the rule it checks (for example
 // "01_terminal_states_resolve"); a failing case logs the rule it found
 // broken. Cases that need an optional capability the harness lacks
-// (ListenerBreaker, RawNotifier) are not run, and Run says once, with
-// t.Logf, which ones and why; nothing is skipped silently.
+// (ListenerBreaker, RawNotifier, OpenApplier, SilentHolder, ReadStaller)
+// are not run, and Run says once, with t.Logf, which ones and why; nothing
+// is skipped silently.
+//
+// Two optional capabilities make the suite stricter. A ResourceReporter
+// harness reports what its backend still holds (subscriptions, listening
+// and checked-out pool connections): after every case, once the case's
+// watchers and subscriptions are closed, the suite requires that nothing
+// is left, so a Close that returns without releasing anything fails. A
+// ReadStaller harness can stall a status read in the middle of its result
+// (a TCP proxy that holds the stream after the first rows, for a real
+// database): case 20 cancels the read's ctx while it is stalled, and the
+// read must fail, not return the rows it had. Without ResourceReporter Run
+// logs that the check is not made.
+//
+// Every cleanup the suite runs (closing a subscription or a watcher,
+// releasing a stall, rolling back an open transaction) is bounded: one
+// that does not return fails its case with a line naming it. The suite
+// does not sleep: it waits on signals, or polls a condition that nothing
+// signals (a Watcher's stats, a backend's resources) with a bound, and
+// gives a negative check ("this wait is still pending") a short fixed
+// window, the one thing no signal can say.
 //
 // The suite needs a backend that can listen: a Driver whose Listen returns
 // jobwatch.ErrListenUnsupported fails the notification cases.

@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -82,6 +83,9 @@ type Backend struct {
 	health time.Duration
 	log    *slog.Logger
 	subs   pgcore.Subscriptions[*Subscription]
+	conns  atomic.Int64 // listening connections not yet closed
+
+	beforeProbe func(context.Context) error // test hook, see listener.Config
 }
 
 var (
@@ -175,3 +179,12 @@ func (b *Backend) NotifyRaw(ctx context.Context, payload string) error {
 // ListenerPIDs returns the server process ids of the open subscriptions'
 // connections (for pg_stat_activity, pg_terminate_backend, diagnostics).
 func (b *Backend) ListenerPIDs() []uint32 { return b.subs.PIDs() }
+
+// OpenSubscriptions returns how many subscriptions Listen returned that are
+// not closed yet.
+func (b *Backend) OpenSubscriptions() int { return b.subs.Len() }
+
+// ListenerConns returns how many dedicated listening connections the
+// Backend holds open now (a failed subscription's is closed at once, a live
+// one's by its Close).
+func (b *Backend) ListenerConns() int { return int(b.conns.Load()) }

@@ -14,8 +14,32 @@ import (
 )
 
 // harness is one fresh installation (own schema, own prefix and so own
-// channel) per conformance case.
-type harness struct{ e *env }
+// channel) per conformance case, reached through its own TCP proxy so that
+// reads can be stalled in the middle of their result.
+type harness struct {
+	e     *env
+	proxy *pgtest.Proxy
+}
+
+var (
+	_ conformance.ResourceReporter = harness{}
+	_ conformance.ReadStaller      = harness{}
+)
+
+// OpenResources counts the backend's open subscriptions, its listening
+// connections and the pool connections checked out.
+func (h harness) OpenResources() conformance.Resources {
+	return conformance.Resources{
+		Subscriptions: h.e.b.OpenSubscriptions(),
+		Conns:         h.e.b.ListenerConns() + int(h.e.pool.Stat().AcquiredConns()),
+	}
+}
+
+// StallReads makes the proxy hold results after their first two rows.
+func (h harness) StallReads(context.Context) (<-chan struct{}, func(), error) {
+	stalled, release := h.proxy.StallRows(2)
+	return stalled, release, nil
+}
 
 var (
 	_ conformance.Harness         = harness{}
@@ -58,7 +82,8 @@ func (h harness) NotifyRaw(ctx context.Context, payload string) error {
 
 func TestConformance(t *testing.T) {
 	conformance.Run(t, func(t *testing.T) conformance.Harness {
-		return harness{newEnv(t)}
+		proxy, dsn := pgtest.NewProxy(t)
+		return harness{newEnvDSN(t, dsn), proxy}
 	})
 }
 

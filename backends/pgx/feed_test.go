@@ -19,7 +19,7 @@ func TestChangeFeedRetiresRolledBackGaps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := harness{e}
+	h := harness{e: e}
 	end, err := h.ApplyOpen(e.ctx, statemachine.Claim, ids[0])
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -338,11 +339,29 @@ func TestCloseWhileNextBlocked(t *testing.T) {
 	t.Logf("listener backend still visible right after Close: %d (it exits asynchronously)", n)
 }
 
-// TestCloseConcurrentWithNext hammers Close against a Next in progress.
+// Close wins over a health probe in flight: once Close has begun, Next
+// returns ErrSubscriptionClosed, whatever the probe then finds (here it
+// fails, or it is sent on a cancelled ctx). The probe is held by a hook
+// until Close has begun, so no timer races the Close however loaded the
+// machine is.
 func TestCloseConcurrentWithNext(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, jwpgx.WithHealthCheck(5*time.Millisecond))
-	for range 10 {
+	probing := make(chan struct{}, 1)
+	var fail atomic.Bool
+	e.b.SetBeforeProbe(func(ctx context.Context) error {
+		select {
+		case probing <- struct{}{}:
+		default:
+		}
+		<-ctx.Done() // Close cancels Next's ctx as it begins
+		if fail.Load() {
+			return errors.New("probe lost")
+		}
+		return nil
+	})
+	for i := range 10 {
+		fail.Store(i%2 == 0)
 		sub, err := e.b.Listen(e.ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -357,6 +376,11 @@ func TestCloseConcurrentWithNext(t *testing.T) {
 			}
 		}()
 		e.enqueue(1)
+		select {
+		case <-probing:
+		case <-time.After(10 * time.Second):
+			t.Fatal("no health probe started")
+		}
 		go sub.Close()
 		if err := sub.Close(); err != nil {
 			t.Fatal(err)
@@ -364,7 +388,7 @@ func TestCloseConcurrentWithNext(t *testing.T) {
 		select {
 		case err := <-done:
 			if !errors.Is(err, jwpgx.ErrSubscriptionClosed) {
-				t.Fatalf("Next = %v, want ErrSubscriptionClosed", err)
+				t.Fatalf("iteration %d: Next = %v, want ErrSubscriptionClosed", i, err)
 			}
 		case <-time.After(5 * time.Second):
 			t.Fatal("Next did not return after Close")
@@ -372,6 +396,9 @@ func TestCloseConcurrentWithNext(t *testing.T) {
 	}
 	if pids := e.b.ListenerPIDs(); len(pids) != 0 {
 		t.Errorf("ListenerPIDs = %v", pids)
+	}
+	if n := e.b.ListenerConns(); n != 0 {
+		t.Errorf("ListenerConns = %d after every subscription closed, want 0", n)
 	}
 }
 

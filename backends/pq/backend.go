@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -95,7 +96,8 @@ type Backend struct {
 	// notifications (tests shrink it).
 	bufferSize int
 
-	subs pgcore.Subscriptions[*Subscription]
+	subs  pgcore.Subscriptions[*Subscription]
+	conns atomic.Int64 // listening connections open now
 }
 
 var (
@@ -214,3 +216,12 @@ func (b *Backend) NotifyRaw(ctx context.Context, payload string) error {
 // subscription whose pid could not be read when it started (see
 // Subscription.PID) is left out.
 func (b *Backend) ListenerPIDs() []uint32 { return b.subs.PIDs() }
+
+// OpenSubscriptions returns how many subscriptions Listen returned that are
+// not closed yet.
+func (b *Backend) OpenSubscriptions() int { return b.subs.Len() }
+
+// ListenerConns returns how many listening connections the Backend's
+// Listeners hold open now (a live subscription's, and any a Listener is
+// still opening or closing).
+func (b *Backend) ListenerConns() int { return int(b.conns.Load()) }

@@ -18,7 +18,28 @@ import (
 // harness is one case's installation: a fresh schema whose name is also the
 // prefix, so that its channel is its own.
 type harness struct {
-	e *env
+	e     *env
+	proxy *pgtest.Proxy
+}
+
+var (
+	_ conformance.ResourceReporter = (*harness)(nil)
+	_ conformance.ReadStaller      = (*harness)(nil)
+)
+
+// OpenResources counts the backend's open subscriptions, its listening
+// connections and the pool connections in use.
+func (h *harness) OpenResources() conformance.Resources {
+	return conformance.Resources{
+		Subscriptions: h.e.b.OpenSubscriptions(),
+		Conns:         h.e.b.ListenerConns() + h.e.db.Stats().InUse,
+	}
+}
+
+// StallReads makes the proxy hold results after their first two rows.
+func (h *harness) StallReads(context.Context) (<-chan struct{}, func(), error) {
+	stalled, release := h.proxy.StallRows(2)
+	return stalled, release, nil
 }
 
 var (
@@ -65,7 +86,8 @@ func (h *harness) NotifyRaw(ctx context.Context, payload string) error {
 
 func TestConformance(t *testing.T) {
 	conformance.Run(t, func(t *testing.T) conformance.Harness {
-		return &harness{newEnv(t)}
+		proxy, dsn := pgtest.NewProxy(t)
+		return &harness{newEnvDSNs(t, dsn, dsn), proxy}
 	})
 }
 

@@ -83,7 +83,10 @@ func (d sqlxDB) Query(ctx context.Context, sql string, args ...any) (pgcore.Rows
 	}()
 	select {
 	case r := <-done:
-		return r.rows, r.err
+		if r.err != nil {
+			return nil, r.err
+		}
+		return &ctxRows{ctx: ctx, rows: r.rows}, nil
 	case <-ctx.Done():
 		go func() {
 			if r := <-done; r.rows != nil {
@@ -92,6 +95,56 @@ func (d sqlxDB) Query(ctx context.Context, sql string, args ...any) (pgcore.Rows
 		}()
 		return nil, ctx.Err()
 	}
+}
+
+// ctxRows gives up reading rows as soon as ctx ends, for the same reason
+// as Query: when ctx ends in the middle of a result whose rest never comes
+// (the server sent it all, so lib/pq's cancel request changes nothing, and
+// the network holds it), lib/pq's Next waits on the socket regardless. Then
+// Next returns false and Err ctx's error, so the caller fails instead of
+// waiting, and never takes the rows read so far for the whole result. The
+// abandoned Next finishes, and the rows are closed (their connection going
+// back to the pool), when the read ends.
+type ctxRows struct {
+	ctx  context.Context
+	rows pgcore.Rows
+	err  error     // ctx's error, once Next gave up
+	next chan bool // the abandoned Next, once Next gave up
+}
+
+func (r *ctxRows) Next() bool {
+	if r.err != nil {
+		return false
+	}
+	ch := make(chan bool, 1)
+	go func() { ch <- r.rows.Next() }()
+	select {
+	case ok := <-ch:
+		return ok
+	case <-r.ctx.Done():
+		r.err, r.next = r.ctx.Err(), ch
+		return false
+	}
+}
+
+func (r *ctxRows) Scan(dest ...any) error { return r.rows.Scan(dest...) }
+
+func (r *ctxRows) Err() error {
+	if r.err != nil {
+		return r.err
+	}
+	return r.rows.Err()
+}
+
+func (r *ctxRows) Close() error {
+	if r.next != nil {
+		go func() {
+			<-r.next
+			_ = r.rows.Close()
+		}()
+		return nil
+	}
+	return r.rows.Close()
 }
 
 // InTx runs fn in a transaction, committing when it returns nil and rolling

@@ -8,16 +8,20 @@ import libpq "github.com/lib/pq"
 func (b *Backend) SetBufferSize(n int) { b.bufferSize = n }
 
 // Overflows counts how often the buffer collapsed into a Resync.
-func (s *Subscription) Overflows() uint64 { return s.overflows.Load() }
+func (s *Subscription) Overflows() uint64 { return s.c.overflows.Load() }
 
 // Activity counts the messages the drain goroutine has received.
-func (s *Subscription) Activity() uint64 { return s.activityCount() }
+func (s *Subscription) Activity() uint64 {
+	s.c.mu.Lock()
+	defer s.c.mu.Unlock()
+	return s.c.activity
+}
 
 // Buffered is the number of undelivered notifications.
 func (s *Subscription) Buffered() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.queue)
+	s.c.mu.Lock()
+	defer s.c.mu.Unlock()
+	return len(s.c.queue)
 }
 
 // Redact exposes the DSN redaction for tests.
@@ -31,6 +35,5 @@ func (b *Backend) ListenerDSN(tag string) string {
 // Deliver feeds n to the subscription as if the Listener had sent it (nil:
 // lib/pq's "reconnected" marker).
 func (s *Subscription) Deliver(n *libpq.Notification) {
-	s.handle(n)
-	s.signal()
+	s.c.handle(n)
 }

@@ -53,8 +53,14 @@ func newEnv(t *testing.T, opts ...jwpq.Option) *env {
 // listenDSN.
 func newEnvDSN(t *testing.T, listenDSN string, opts ...jwpq.Option) *env {
 	t.Helper()
+	return newEnvDSNs(t, pgtest.DSN(), listenDSN, opts...)
+}
+
+// newEnvDSNs queries through dbDSN and listens through listenDSN.
+func newEnvDSNs(t *testing.T, dbDSN, listenDSN string, opts ...jwpq.Option) *env {
+	t.Helper()
 	schema := pgtest.Schema(t)
-	db := openDB(t, pgtest.DSN())
+	db := openDB(t, dbDSN)
 	prefix := schema + "_"
 	opts = append([]jwpq.Option{jwpq.WithSchema(schema), jwpq.WithPrefix(prefix)}, opts...)
 	b, err := jwpq.New(db, listenDSN, opts...)

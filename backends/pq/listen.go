@@ -2,9 +2,6 @@ package pq
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -15,7 +12,7 @@ import (
 	libpq "github.com/lib/pq"
 
 	"github.com/jobwatch/jobwatch"
-	"github.com/jobwatch/jobwatch/backends/internal/notify"
+	"github.com/jobwatch/jobwatch/backends/internal/listener"
 	"github.com/jobwatch/jobwatch/backends/internal/pgschema"
 )
 
@@ -29,10 +26,9 @@ const (
 	minReconnect = 100 * time.Millisecond
 	maxReconnect = time.Second
 
-	closeGrace   = 100 * time.Millisecond // Close waits this long for pq's Close before shutting the sockets
+	closeGrace   = 100 * time.Millisecond // Close waits this long for Next, then for pq's Close, before shutting the sockets
 	closeTimeout = 3 * time.Second        // then this long for every goroutine to end
 	pidTimeout   = 2 * time.Second        // bounds the pid lookup in Listen
-	maxProbes    = 8                      // outstanding probe ids remembered
 
 	defaultBufferSize = 256 // undelivered notifications per subscription
 )
@@ -49,47 +45,65 @@ func (b *Backend) Listen(ctx context.Context) (jobwatch.Subscription, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, b.core.Fail("listen", err)
 	}
-	tag := randomHex(6)
-	s := &Subscription{
+	c := &conn{
 		b:        b,
-		appName:  b.dsn.listenerAppName(tag),
-		dialer:   newDialer(),
+		appName:  b.dsn.listenerAppName(listener.RandomHex(6)),
+		dialer:   newDialer(&b.conns),
 		wake:     make(chan struct{}, 1),
-		done:     make(chan struct{}),
 		drained:  make(chan struct{}),
 		connFail: make(chan error, 1),
-		probes:   map[string]struct{}{},
 		max:      b.bufferSize,
+		filter:   listener.NewFilter(b.names.Channel, b.names.Queue, b.log, "jobwatch/pq"),
 	}
-	s.closing, s.stopAll = context.WithCancel(context.Background())
-	s.l = libpq.NewDialListener(s.dialer, b.dsn.withAppName(s.appName), minReconnect, maxReconnect, s.onEvent)
-	go s.drain()
+	c.closing, c.stopAll = context.WithCancel(context.Background())
+	c.l = libpq.NewDialListener(c.dialer, b.dsn.withAppName(c.appName), minReconnect, maxReconnect, c.onEvent)
+	go c.drain()
 
 	listened := make(chan error, 1)
-	s.helpers.Add(1)
+	c.helpers.Add(1)
 	go func() {
-		defer s.helpers.Done()
-		listened <- s.l.Listen(b.names.Channel)
+		defer c.helpers.Done()
+		listened <- c.l.Listen(b.names.Channel)
 	}()
 	var err error
 	select {
 	case err = <-listened:
-	case err = <-s.connFail:
-	case <-s.drained:
+	case err = <-c.connFail:
+	case <-c.drained:
 		err = errors.New("the listener stopped")
 	case <-ctx.Done():
 		err = ctx.Err()
 	}
 	if err == nil {
-		s.mu.Lock()
-		err = s.dead
-		s.mu.Unlock()
+		c.mu.Lock()
+		err = c.dead
+		c.mu.Unlock()
 	}
 	if err != nil {
-		_ = s.Close()
+		_ = c.Close()
 		return nil, b.core.Fail("listen", err)
 	}
-	s.pid = s.lookupPID(ctx)
+	s := &Subscription{c: c, pid: c.lookupPID(ctx)}
+	s.Sub = listener.New(c, listener.Config{
+		Prefix:   "jobwatch/pq",
+		LogAttrs: []any{"application_name", c.appName, "channel", b.names.Channel},
+		Log:      b.log,
+		Health:   b.health,
+		Probe: func(ctx context.Context, payload string) error {
+			err := c.poolCall(ctx, b.health, func(ctx context.Context) error {
+				_, err := b.db.ExecContext(ctx, b.names.NotifySQL(), payload)
+				return err
+			})
+			return b.dsn.redactErr(err)
+		},
+		Filter:       c.filter,
+		ErrClosed:    ErrSubscriptionClosed,
+		ErrUnhealthy: ErrUnhealthy,
+		Dead:         c.deadErr,
+		CloseGrace:   closeGrace,
+		CloseTimeout: closeTimeout,
+		OnClose:      func() { b.subs.Remove(s) },
+	})
 	b.subs.Add(s)
 	return s, nil
 }
@@ -99,34 +113,28 @@ func (b *Backend) Listen(ctx context.Context) (jobwatch.Subscription, error) {
 // reads; when the buffer overflows its content collapses into one Resync.
 // Use Next from one goroutine at a time; Close may be called from any
 // goroutine at any time, and interrupts a blocked Next.
+//
+// Next returns a hint (an empty Notification) for each table_changed_event
+// of this queue's table, and a Resync when notifications may have been
+// lost (the buffer overflowed, or lib/pq reconnected). While idle it checks
+// the connection every health-check interval (a probe through the pool, or
+// lib/pq's Ping when the probe cannot be sent); a failed check or a lost
+// connection fails the subscription: Next returns an error, and keeps
+// returning it (Close it and Listen again). When ctx is done it returns
+// ctx's error and the subscription stays usable. Once Close has begun it
+// returns ErrSubscriptionClosed.
+//
+// Close makes a blocked Next return, closes the Listener and its
+// connection, and waits for the goroutines it started. lib/pq's Close can
+// block (it takes a lock that a stuck Listen, Ping or connection attempt
+// holds), so it runs in a goroutine; after a short grace the sockets are
+// shut under it, which unblocks all of them. Close is idempotent and
+// returns within a few seconds whatever the network does; it returns an
+// error only if some goroutine still had not ended then.
 type Subscription struct {
-	b       *Backend
-	l       *libpq.Listener
-	dialer  *dialer
-	appName string
-	pid     uint32 // set by Listen before the subscription is shared
-
-	wake     chan struct{} // capacity 1: something changed (buffer, activity, death)
-	done     chan struct{} // closed by Close
-	closing  context.Context
-	stopAll  context.CancelFunc // cancels closing, in Close
-	drained  chan struct{}      // closed when the drain goroutine ends (Notify closed)
-	connFail chan error         // capacity 1: the first connection attempt failed
-
-	mu        sync.Mutex
-	queue     []jobwatch.Notification // undelivered, at most max
-	max       int
-	activity  uint64              // messages received on the connection
-	probes    map[string]struct{} // our outstanding health-check probe ids
-	connected bool
-	dead      error // why the subscription failed; Next returns it
-	closed    bool
-
-	helpers sync.WaitGroup // goroutines on the Listener besides the drain (Listen, Ping)
-	pool    sync.WaitGroup // goroutines querying through the caller's pool (probe, pid)
-
-	ignored   atomic.Uint64
-	overflows atomic.Uint64
+	*listener.Sub
+	c   *conn
+	pid uint32
 }
 
 var (
@@ -141,352 +149,220 @@ func (s *Subscription) PID() uint32 { return s.pid }
 
 // ApplicationName returns the application_name of the listening connection:
 // the DSN's own, if any, then "jobwatch-listener-" and a unique tag.
-func (s *Subscription) ApplicationName() string { return s.appName }
+func (s *Subscription) ApplicationName() string { return s.c.appName }
 
-// Ignored implements jobwatch.IgnoredCounter: how many notifications were
-// dropped because they were not a change of this queue (other event types,
-// another table, garbage). Its own health-check probes are not counted.
-func (s *Subscription) Ignored() uint64 { return s.ignored.Load() }
+// conn is the Listener as listener.Conn: what lib/pq forces on a listener.
+// Its Notify channel must be drained at once (a slow reader stalls lib/pq's
+// connection goroutine), so a goroutine classifies what arrives into a
+// bounded buffer; Ping takes no context; a query through the pool can
+// outlive its ctx; and Close can block.
+type conn struct {
+	b       *Backend
+	l       *libpq.Listener
+	dialer  *dialer
+	appName string
+	filter  *listener.Filter
 
-// Next implements jobwatch.Subscription. It returns a hint (an empty
-// Notification) for each table_changed_event of this queue's table, and a
-// Resync when notifications may have been lost (the buffer overflowed, or
-// lib/pq reconnected). While idle it checks the connection every
-// health-check interval; a failed check or a lost connection fails the
-// subscription: Next returns an error, and keeps returning it (Close it and
-// Listen again). When ctx is done it returns ctx's error and the
-// subscription stays usable. After Close it returns ErrSubscriptionClosed.
-func (s *Subscription) Next(ctx context.Context) (jobwatch.Notification, error) {
-	if err := ctx.Err(); err != nil {
-		return jobwatch.Notification{}, err
-	}
-	var (
-		idle  *time.Timer
-		idleC <-chan time.Time
-		armed uint64 // the activity count when the idle timer was armed
-	)
+	wake     chan struct{} // capacity 1: something changed (buffer, activity, death)
+	closing  context.Context
+	stopAll  context.CancelFunc // cancels closing, in Close
+	drained  chan struct{}      // closed when the drain goroutine ends (Notify closed)
+	connFail chan error         // capacity 1: the first connection attempt failed
+
+	mu        sync.Mutex
+	queue     []listener.Event // undelivered hints and resyncs, at most max
+	max       int
+	activity  uint64 // messages received on the connection
+	seen      uint64 // activity Receive has reported
+	connected bool
+	dead      error // why the connection failed; Receive returns it
+
+	helpers sync.WaitGroup // goroutines on the Listener besides the drain (Listen, Ping)
+	pool    sync.WaitGroup // goroutines querying through the caller's pool (probe, pid)
+
+	overflows atomic.Uint64
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Receive returns the next buffered hint or resync, else Activity once
+// something else arrived, else blocks until one of those, the connection's
+// death or the end of ctx.
+func (c *conn) Receive(ctx context.Context) (listener.Event, error) {
 	for {
-		n, ok, seen, err := s.pop()
-		if err != nil || ok {
-			return n, err
+		c.mu.Lock()
+		switch {
+		case c.dead != nil:
+			err := c.dead
+			c.mu.Unlock()
+			return listener.Activity, err
+		case len(c.queue) > 0:
+			ev := c.queue[0]
+			copy(c.queue, c.queue[1:])
+			c.queue = c.queue[:len(c.queue)-1]
+			c.seen = c.activity
+			c.mu.Unlock()
+			return ev, nil
+		case c.activity != c.seen:
+			c.seen = c.activity
+			c.mu.Unlock()
+			return listener.Activity, nil
 		}
-		if idle == nil && s.b.health > 0 {
-			idle = time.NewTimer(s.b.health)
-			defer idle.Stop()
-			idleC, armed = idle.C, seen
-		}
+		c.mu.Unlock()
 		select {
-		case <-s.wake:
-			continue
-		case <-s.done:
-			return jobwatch.Notification{}, ErrSubscriptionClosed
+		case <-c.wake:
 		case <-ctx.Done():
-			return jobwatch.Notification{}, ctx.Err()
-		case <-idleC:
-		}
-		if now := s.activityCount(); now != armed {
-			// Traffic arrived during the interval (ignored or not): the
-			// connection is alive.
-			armed = now
-			idle.Reset(s.b.health)
-			continue
-		}
-		if err := s.healthCheck(ctx); err != nil {
-			switch {
-			case s.isClosed():
-				return jobwatch.Notification{}, ErrSubscriptionClosed
-			case ctx.Err() != nil:
-				return jobwatch.Notification{}, ctx.Err()
-			}
-			s.fail(err)
-			return jobwatch.Notification{}, s.deadErr()
-		}
-		armed = s.activityCount()
-		idle.Reset(s.b.health)
-	}
-}
-
-// pop returns the next buffered notification (ok), or the subscription's
-// error, or neither, with the activity count seen.
-func (s *Subscription) pop() (n jobwatch.Notification, ok bool, seen uint64, err error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	switch {
-	case s.closed:
-		return n, false, 0, ErrSubscriptionClosed
-	case s.dead != nil:
-		return n, false, 0, s.dead
-	case len(s.queue) > 0:
-		n = s.queue[0]
-		copy(s.queue, s.queue[1:])
-		s.queue[len(s.queue)-1] = jobwatch.Notification{}
-		s.queue = s.queue[:len(s.queue)-1]
-		return n, true, 0, nil
-	}
-	return n, false, s.activity, nil
-}
-
-func (s *Subscription) activityCount() uint64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.activity
-}
-
-func (s *Subscription) deadErr() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return ErrSubscriptionClosed
-	}
-	return s.dead
-}
-
-// healthCheck proves the connection alive end to end, PgQueuer style: it
-// sends a health_check_event probe on the channel from the pool and waits,
-// up to the health-check interval, for anything to arrive on the listening
-// connection. If the probe cannot be sent (the pool is exhausted or the
-// database busy) it falls back to a bounded Ping of the listening
-// connection (lib/pq's Ping takes no context, so it runs in a goroutine).
-func (s *Subscription) healthCheck(ctx context.Context) error {
-	timeout := s.b.health
-	id := randomHex(12)
-	payload, _ := json.Marshal(map[string]string{
-		"type":    notify.TypeHealthCheck,
-		"id":      id,
-		"channel": s.b.names.Channel,
-	})
-	s.mu.Lock()
-	if len(s.probes) >= maxProbes {
-		clear(s.probes) // probes that never came back: the next check decides
-	}
-	s.probes[id] = struct{}{}
-	seen := s.activity
-	s.mu.Unlock()
-
-	err := s.poolCall(ctx, timeout, func(ctx context.Context) error {
-		_, err := s.b.db.ExecContext(ctx, s.b.names.NotifySQL(), string(payload))
-		return err
-	})
-	if err != nil {
-		s.mu.Lock()
-		delete(s.probes, id)
-		s.mu.Unlock()
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		s.b.log.Debug("jobwatch/pq: health probe not sent; pinging the listener instead",
-			"application_name", s.appName, "err", s.b.dsn.redactErr(err))
-		if err := s.ping(ctx, timeout); err != nil {
-			return fmt.Errorf("%w: ping: %w", ErrUnhealthy, err)
-		}
-		return nil
-	}
-
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	for {
-		if s.activityCount() != seen {
-			// Whatever arrived came over the socket just now: it is
-			// alive. A late probe of ours is dropped silently. Next
-			// looks at the buffer again when this returns.
-			return nil
-		}
-		if err := s.deadErr(); err != nil {
-			return err
-		}
-		select {
-		case <-s.wake:
-		case <-deadline.C:
-			return fmt.Errorf("%w: probe not received within %v", ErrUnhealthy, timeout)
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-s.done:
-			return ErrSubscriptionClosed
+			return listener.Activity, ctx.Err()
 		}
 	}
 }
 
-// ping runs the Listener's Ping, which takes no context and can block while
-// the connection is stuck, in a goroutine bounded by timeout and ctx. A
-// stuck Ping is released by Close (which shuts the socket).
-func (s *Subscription) ping(ctx context.Context, timeout time.Duration) error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return ErrSubscriptionClosed
+func (c *conn) Usable() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.dead == nil
+}
+
+// deadErr is the error that ends the subscription: the connection's own,
+// or err formatted like it.
+func (c *conn) deadErr(err error) error {
+	c.mu.Lock()
+	dead := c.dead
+	c.mu.Unlock()
+	if dead != nil && errors.Is(err, dead) {
+		return dead
 	}
-	s.helpers.Add(1)
-	s.mu.Unlock()
+	return c.b.dsn.redactErr(fmt.Errorf("jobwatch/pq: listener %s: %w", c.appName, err))
+}
+
+// Ping runs the Listener's Ping, which takes no context and can block while
+// the connection is stuck, in a goroutine bounded by ctx. A stuck Ping is
+// released by Close (which shuts the socket).
+func (c *conn) Ping(ctx context.Context) error {
+	c.helpers.Add(1)
 	res := make(chan error, 1)
 	go func() {
-		defer s.helpers.Done()
-		res <- s.l.Ping()
+		defer c.helpers.Done()
+		res <- c.l.Ping()
 	}()
-	t := time.NewTimer(timeout)
-	defer t.Stop()
 	select {
 	case err := <-res:
-		return s.b.dsn.redactErr(err)
-	case <-t.C:
-		return fmt.Errorf("no reply within %v", timeout)
+		return c.b.dsn.redactErr(err)
 	case <-ctx.Done():
-		return ctx.Err()
-	case <-s.done:
-		return ErrSubscriptionClosed
+		return fmt.Errorf("no reply: %w", ctx.Err())
 	}
 }
+
+// Abort shuts every socket of the Listener.
+func (c *conn) Abort() { c.dialer.shutdown() }
 
 // drain is the only reader of the Listener's Notify channel. It never
 // blocks on anything but that channel (it calls neither Ping nor Listen),
 // so lib/pq's connection goroutine is never stalled by a slow consumer.
-func (s *Subscription) drain() {
-	defer close(s.drained)
+func (c *conn) drain() {
+	defer close(c.drained)
 	for {
-		n, ok := <-s.l.Notify
+		n, ok := <-c.l.Notify
 		if !ok {
-			s.fail(errors.New("the listener stopped"))
+			c.fail(errors.New("the listener stopped"))
 			return
 		}
-		s.handle(n)
-		s.signal()
+		c.handle(n)
 	}
 }
 
-// handle classifies one message from the Listener: nil (lib/pq re-connected
-// and re-listened; anything may have been lost) is a Resync; a change of
-// our table is a hint; our own probes only count as activity; anything else
-// is dropped and counted. It logs after releasing the lock, so a slow log
-// handler never holds up Next.
-func (s *Subscription) handle(n *libpq.Notification) {
-	dropped, overflow := s.classify(n)
-	if dropped != "" {
-		s.ignored.Add(1)
-		s.b.log.Debug("jobwatch/pq: notification ignored", "channel", n.Channel, "reason", dropped,
-			"payload_bytes", len(n.Extra))
+// handle files one message from the Listener: nil (lib/pq re-connected and
+// re-listened; anything may have been lost) is a Resync; a hint is
+// buffered; anything else only counts as activity. It logs after releasing
+// the lock, so a slow log handler never holds up Next.
+func (c *conn) handle(n *libpq.Notification) {
+	ev := listener.Resync
+	if n != nil {
+		ev = c.filter.Classify(n.Channel, n.Extra)
 	}
+	c.mu.Lock()
+	c.activity++
+	overflow := ev != listener.Activity && c.push(ev)
+	c.mu.Unlock()
 	if overflow {
-		s.overflows.Add(1)
-		s.b.log.Warn("jobwatch/pq: notification buffer full; collapsed into one resync",
-			"application_name", s.appName, "size", s.max)
+		c.overflows.Add(1)
+		c.b.log.Warn("jobwatch/pq: notification buffer full; collapsed into one resync",
+			"application_name", c.appName, "size", c.max)
 	}
+	c.signal()
 }
 
-// classify files n under s.mu and says why it was dropped ("" if it was
-// not) and whether the buffer overflowed.
-func (s *Subscription) classify(n *libpq.Notification) (dropped string, overflow bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.activity++
-	if n == nil {
-		return "", s.push(jobwatch.Notification{Resync: true})
-	}
-	if n.Channel != s.b.names.Channel {
-		return "other channel", false
-	}
-	ev, err := notify.Parse(n.Extra)
-	if err != nil {
-		return err.Error(), false
-	}
-	switch ev.Kind {
-	case notify.TableChanged:
-		if ev.Table != "" && ev.Table != s.b.names.Queue {
-			return "another table", false
-		}
-		return "", s.push(jobwatch.Notification{})
-	case notify.HealthCheck:
-		if _, ours := s.probes[ev.ProbeID]; ours {
-			delete(s.probes, ev.ProbeID)
-			return "", false
-		}
-	}
-	return "event type " + ev.Type, false
-}
-
-// push appends to the buffer (s.mu is held) and reports an overflow. A
+// push appends to the buffer (c.mu is held) and reports an overflow. A
 // Resync makes everything before it redundant; a full buffer collapses into
 // one Resync.
-func (s *Subscription) push(n jobwatch.Notification) (overflow bool) {
+func (c *conn) push(ev listener.Event) (overflow bool) {
 	switch {
-	case n.Resync:
-		clear(s.queue)
-		s.queue = append(s.queue[:0], n)
-	case len(s.queue) >= s.max:
-		clear(s.queue)
-		s.queue = append(s.queue[:0], jobwatch.Notification{Resync: true})
+	case ev == listener.Resync:
+		c.queue = append(c.queue[:0], ev)
+	case len(c.queue) >= c.max:
+		c.queue = append(c.queue[:0], listener.Resync)
 		return true
 	default:
-		s.queue = append(s.queue, n)
+		c.queue = append(c.queue, ev)
 	}
 	return false
 }
 
-// signal wakes Next without ever blocking.
-func (s *Subscription) signal() {
+// signal wakes Receive without ever blocking.
+func (c *conn) signal() {
 	select {
-	case s.wake <- struct{}{}:
+	case c.wake <- struct{}{}:
 	default:
 	}
 }
 
 // onEvent is lib/pq's event callback. It runs on the Listener's dispatching
 // goroutine, so it only records and signals.
-func (s *Subscription) onEvent(ev libpq.ListenerEventType, err error) {
+func (c *conn) onEvent(ev libpq.ListenerEventType, err error) {
 	switch ev {
 	case libpq.ListenerEventConnected:
-		s.mu.Lock()
-		s.connected = true
-		s.mu.Unlock()
+		c.mu.Lock()
+		c.connected = true
+		c.mu.Unlock()
 	case libpq.ListenerEventConnectionAttemptFailed:
-		s.mu.Lock()
-		connected := s.connected
-		s.mu.Unlock()
+		c.mu.Lock()
+		connected := c.connected
+		c.mu.Unlock()
 		if !connected {
 			select {
-			case s.connFail <- err:
+			case c.connFail <- err:
 			default:
 			}
 		}
-		s.fail(fmt.Errorf("connection attempt failed: %w", err))
+		c.fail(fmt.Errorf("connection attempt failed: %w", err))
 	case libpq.ListenerEventDisconnected:
-		s.fail(fmt.Errorf("connection lost: %w", err))
+		c.fail(fmt.Errorf("connection lost: %w", err))
 	case libpq.ListenerEventReconnected:
-		// A nil notification follows; the subscription has failed already.
+		// A nil notification follows; the connection has failed already.
 	}
 }
 
-// fail records the first error that ends the subscription and wakes Next.
-func (s *Subscription) fail(err error) {
-	s.mu.Lock()
-	if s.dead != nil || s.closed {
-		s.mu.Unlock()
-		return
+// fail records the first error that ends the connection and wakes Next.
+func (c *conn) fail(err error) {
+	c.mu.Lock()
+	if c.dead == nil {
+		c.dead = c.b.dsn.redactErr(fmt.Errorf("jobwatch/pq: listener %s: %w", c.appName, err))
 	}
-	s.dead = s.b.dsn.redactErr(fmt.Errorf("jobwatch/pq: listener %s: %w", s.appName, err))
-	dead, live := s.dead, s.connected
-	s.mu.Unlock()
-	if live { // a failing Listen reports its error to its caller instead
-		s.b.log.Warn("jobwatch/pq: listener failed", "application_name", s.appName,
-			"channel", s.b.names.Channel, "err", dead)
-	}
-	s.signal()
-}
-
-func (s *Subscription) isClosed() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.closed
+	c.mu.Unlock()
+	c.signal()
 }
 
 // lookupPID reads the listening connection's server pid by its
 // application_name (best effort: 0 when it cannot).
-func (s *Subscription) lookupPID(ctx context.Context) uint32 {
+func (c *conn) lookupPID(ctx context.Context) uint32 {
 	var pid int64
-	err := s.poolCall(ctx, pidTimeout, func(ctx context.Context) error {
-		return s.b.db.QueryRowxContext(ctx, pgschema.ListenerPIDSQL, s.appName).Scan(&pid)
+	err := c.poolCall(ctx, pidTimeout, func(ctx context.Context) error {
+		return c.b.db.QueryRowxContext(ctx, pgschema.ListenerPIDSQL, c.appName).Scan(&pid)
 	})
 	if err != nil {
-		s.b.log.Debug("jobwatch/pq: listener pid unknown", "application_name", s.appName,
-			"err", s.b.dsn.redactErr(err))
+		c.b.log.Debug("jobwatch/pq: listener pid unknown", "application_name", c.appName,
+			"err", c.b.dsn.redactErr(err))
 		return 0
 	}
 	return uint32(pid)
@@ -497,19 +373,16 @@ func (s *Subscription) lookupPID(ctx context.Context) uint32 {
 // cancel the query and then still waits for its reply, which never comes
 // over a half-open connection; so fn runs in a goroutine of its own and a
 // stuck query is abandoned (it ends when its connection does).
-func (s *Subscription) poolCall(ctx context.Context, timeout time.Duration, fn func(context.Context) error) error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+func (c *conn) poolCall(ctx context.Context, timeout time.Duration, fn func(context.Context) error) error {
+	if c.closing.Err() != nil {
 		return ErrSubscriptionClosed
 	}
-	s.pool.Add(1)
-	s.mu.Unlock()
+	c.pool.Add(1)
 	callCtx, cancel := context.WithTimeout(ctx, timeout)
-	stop := context.AfterFunc(s.closing, cancel)
+	stop := context.AfterFunc(c.closing, cancel)
 	res := make(chan error, 1)
 	go func() {
-		defer s.pool.Done()
+		defer c.pool.Done()
 		defer stop()
 		defer cancel()
 		res <- fn(callCtx)
@@ -521,37 +394,26 @@ func (s *Subscription) poolCall(ctx context.Context, timeout time.Duration, fn f
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if s.closing.Err() != nil {
+		if c.closing.Err() != nil {
 			return ErrSubscriptionClosed
 		}
 		return fmt.Errorf("no reply within %v", timeout)
 	}
 }
 
-// Close implements jobwatch.Subscription: it makes a blocked Next return,
-// closes the Listener and its connection, and waits for the goroutines it
-// started. lib/pq's Close can block (it takes a lock that a stuck Listen,
-// Ping or connection attempt holds), so it runs in a goroutine; after a
-// short grace the sockets are shut under it, which unblocks all of them.
-// Close is idempotent and returns within a few seconds whatever the network
-// does; it returns an error only if some goroutine still had not ended
-// then.
-func (s *Subscription) Close() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil
-	}
-	s.closed = true
-	close(s.done)
-	s.stopAll()
-	s.mu.Unlock()
-	defer s.b.subs.Remove(s)
+// Close closes the Listener and its connection and waits for the
+// goroutines it started, bounded; see Subscription. It is idempotent.
+func (c *conn) Close() error {
+	c.closeOnce.Do(func() { c.closeErr = c.close() })
+	return c.closeErr
+}
 
+func (c *conn) close() error {
+	c.stopAll()
 	closed := make(chan struct{})
 	go func() {
 		defer close(closed)
-		_ = s.l.Close()
+		_ = c.l.Close()
 	}()
 	grace := time.NewTimer(closeGrace)
 	defer grace.Stop()
@@ -561,20 +423,20 @@ func (s *Subscription) Close() error {
 	}
 	// Refuse new connections and shut the open ones: whatever lib/pq is
 	// blocked on (a read, a reply, a dial) fails now.
-	s.dialer.shutdown()
+	c.dialer.shutdown()
 
 	helpers := make(chan struct{})
 	go func() {
 		defer close(helpers)
-		s.helpers.Wait()
+		c.helpers.Wait()
 	}()
 	deadline := time.NewTimer(closeTimeout)
 	defer deadline.Stop()
-	for _, ch := range []<-chan struct{}{closed, s.drained, helpers} {
+	for _, ch := range []<-chan struct{}{closed, c.drained, helpers} {
 		select {
 		case <-ch:
 		case <-deadline.C:
-			s.b.log.Warn("jobwatch/pq: listener did not stop in time", "application_name", s.appName)
+			c.b.log.Warn("jobwatch/pq: listener did not stop in time", "application_name", c.appName)
 			return fmt.Errorf("jobwatch/pq: close: listener goroutines still running after %v", closeTimeout)
 		}
 	}
@@ -583,14 +445,14 @@ func (s *Subscription) Close() error {
 	queries := make(chan struct{})
 	go func() {
 		defer close(queries)
-		s.pool.Wait()
+		c.pool.Wait()
 	}()
 	grace.Reset(closeGrace)
 	select {
 	case <-queries:
 	case <-grace.C:
-		s.b.log.Debug("jobwatch/pq: a health probe or pid query is stuck on a pool connection",
-			"application_name", s.appName)
+		c.b.log.Debug("jobwatch/pq: a health probe or pid query is stuck on a pool connection",
+			"application_name", c.appName)
 	}
 	return nil
 }
@@ -601,6 +463,7 @@ type dialer struct {
 	d      net.Dialer
 	ctx    context.Context
 	cancel context.CancelFunc
+	open   *atomic.Int64 // the Backend's count of open listening connections
 
 	mu     sync.Mutex
 	conns  map[*trackedConn]struct{}
@@ -609,9 +472,9 @@ type dialer struct {
 
 var errDialerClosed = errors.New("jobwatch/pq: subscription closed")
 
-func newDialer() *dialer {
+func newDialer(open *atomic.Int64) *dialer {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &dialer{ctx: ctx, cancel: cancel, conns: map[*trackedConn]struct{}{}}
+	return &dialer{ctx: ctx, cancel: cancel, open: open, conns: map[*trackedConn]struct{}{}}
 }
 
 func (d *dialer) Dial(network, address string) (net.Conn, error) {
@@ -645,6 +508,7 @@ func (d *dialer) DialContext(ctx context.Context, network, address string) (net.
 		return nil, errDialerClosed
 	}
 	d.conns[tc] = struct{}{}
+	d.open.Add(1)
 	return tc, nil
 }
 
@@ -656,6 +520,7 @@ func (d *dialer) shutdown() {
 	d.closed = true
 	conns := d.conns
 	d.conns = map[*trackedConn]struct{}{}
+	d.open.Add(-int64(len(conns)))
 	d.mu.Unlock()
 	for c := range conns {
 		_ = c.Conn.Close()
@@ -669,13 +534,10 @@ type trackedConn struct {
 
 func (c *trackedConn) Close() error {
 	c.d.mu.Lock()
-	delete(c.d.conns, c)
+	if _, ok := c.d.conns[c]; ok {
+		delete(c.d.conns, c)
+		c.d.open.Add(-1)
+	}
 	c.d.mu.Unlock()
 	return c.Conn.Close()
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }

@@ -39,9 +39,20 @@ func (h harness) NotifyRaw(context.Context, string) error {
 	return nil
 }
 
+// OpenResources is optional as well (conformance.ResourceReporter): what
+// the backend still holds. With it the suite checks after every case that
+// closing the subscriptions released them. This backend has no
+// connections, only its registered subscriptions.
+func (h harness) OpenResources() conformance.Resources {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return conformance.Resources{Subscriptions: len(h.subs)}
+}
+
 var (
-	_ conformance.ListenerBreaker = harness{}
-	_ conformance.RawNotifier     = harness{}
+	_ conformance.ListenerBreaker  = harness{}
+	_ conformance.RawNotifier      = harness{}
+	_ conformance.ResourceReporter = harness{}
 )
 
 func TestConformance(t *testing.T) {

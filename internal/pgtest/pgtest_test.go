@@ -81,3 +81,66 @@ func TestProxyBlackhole(t *testing.T) {
 	}
 	proxy.Close() // ends the drain pgx runs on the timed-out connection
 }
+
+// StallRows holds a result after its first rows: the client gets exactly
+// those, then nothing until release, then the rest; statements without
+// rows pass while no connection holds.
+func TestProxyStallRows(t *testing.T) {
+	proxy, dsn := pgtest.NewProxy(t)
+	ctx := pgtest.Context(t)
+	conn, err := pgxv5.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatalf("through the proxy: %v", err)
+	}
+	t.Cleanup(func() { _ = conn.Close(context.Background()) })
+
+	stalled, release := proxy.StallRows(3)
+	t.Cleanup(release)
+	if _, err := conn.Exec(ctx, "NOTIFY x, 'y'"); err != nil {
+		t.Fatalf("a statement without rows during the stall: %v", err)
+	}
+	rows, err := conn.Query(ctx, "SELECT g FROM generate_series(1, 1000) g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	got := make(chan int, 1000)
+	go func() {
+		defer close(got)
+		for rows.Next() {
+			var v int
+			_ = rows.Scan(&v)
+			got <- v
+		}
+	}()
+	select {
+	case <-stalled:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the proxy never held the result")
+	}
+	for want := 1; want <= 3; want++ {
+		select {
+		case v := <-got:
+			if v != want {
+				t.Fatalf("row %d = %d", want, v)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("row %d of the first three never came", want)
+		}
+	}
+	// The client has read the three rows the proxy let through and now
+	// blocks on the socket: nothing more may come until release.
+	select {
+	case v, ok := <-got:
+		t.Fatalf("got %d (more %v) while the result was held", v, ok)
+	case <-time.After(50 * time.Millisecond):
+	}
+	release()
+	n := 3
+	for range got {
+		n++
+	}
+	if err := rows.Err(); err != nil || n != 1000 {
+		t.Fatalf("after release: %d rows, err %v; want 1000", n, err)
+	}
+}

@@ -70,6 +70,13 @@ func (r *Subscriptions[S]) Remove(s S) {
 	delete(r.set, s)
 }
 
+// Len returns how many subscriptions are registered.
+func (r *Subscriptions[S]) Len() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.set)
+}
+
 // PIDs returns the server process ids of the registered subscriptions,
 // leaving out those whose pid is unknown (0).
 func (r *Subscriptions[S]) PIDs() []uint32 {
