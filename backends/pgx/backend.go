@@ -26,6 +26,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/jobwatch/jobwatch"
+	"github.com/jobwatch/jobwatch/backends/internal/listener"
 	"github.com/jobwatch/jobwatch/backends/internal/pgcore"
 	"github.com/jobwatch/jobwatch/backends/internal/pgschema"
 )
@@ -43,6 +44,10 @@ var (
 	ErrSubscriptionClosed = errors.New("jobwatch/pgx: subscription closed")
 	// ErrUnhealthy: the listening connection failed its health check.
 	ErrUnhealthy = errors.New("jobwatch/pgx: listener health check failed")
+	// ErrStuck is wrapped by Subscription.Close's error when a blocked Next
+	// did not let go of the connection within the close timeout (it was
+	// aborted and left behind).
+	ErrStuck = listener.ErrStuck
 )
 
 // DefaultHealthCheck is the default idle interval after which a
