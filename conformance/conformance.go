@@ -209,7 +209,14 @@ func (e *env) watcherOn(d jobwatch.Driver, opts ...jobwatch.Option) *jobwatch.Wa
 	if err != nil {
 		e.t.Fatalf("jobwatch.New: %v", err)
 	}
-	e.t.Cleanup(func() { e.boundedCleanup("Watcher.Close (cleanup of a watcher the case made)", w.Close) })
+	e.t.Cleanup(func() {
+		e.boundedCleanup("Watcher.Close (cleanup of a watcher the case made)", w.Close)
+		// Rule of every case: a change feed never misses a change that a
+		// read of every pending job then finds.
+		if m := w.Stats().MissedChanges; m != 0 {
+			e.t.Errorf("the driver's ChangeFeed missed %d changes that a full read found (Stats.MissedChanges)", m)
+		}
+	})
 	return w
 }
 

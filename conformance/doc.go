@@ -73,6 +73,10 @@
 // read must fail, not return the rows it had. Without ResourceReporter Run
 // logs that the check is not made.
 //
+// Every Watcher a case makes is checked when it closes: for a driver with a
+// ChangeFeed, Stats.MissedChanges must be 0, that is no full read of the
+// pending jobs found a change the feed should have reported.
+//
 // Every cleanup the suite runs (closing a subscription or a watcher,
 // releasing a stall, rolling back an open transaction) is bounded: one
 // that does not return fails its case with a line naming it. The suite

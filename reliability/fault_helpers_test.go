@@ -523,6 +523,9 @@ func fltNewWatcher(t *testing.T, d jobwatch.Driver, rec *fltRecorder, opts ...jo
 		if err := w.Close(); err != nil {
 			t.Errorf("Watcher.Close: %v", err)
 		}
+		if m := w.Stats().MissedChanges; m != 0 {
+			t.Errorf("Stats.MissedChanges = %d: the change feed missed changes a full read found", m)
+		}
 	})
 	return w
 }

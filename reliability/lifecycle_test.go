@@ -509,7 +509,12 @@ func newStressWatcher(t *testing.T, d jobwatch.Driver, opts ...jobwatch.Option) 
 	if err != nil {
 		t.Fatalf("jobwatch.New: %v", err)
 	}
-	t.Cleanup(func() { _ = w.Close() })
+	t.Cleanup(func() {
+		_ = w.Close()
+		if m := w.Stats().MissedChanges; m != 0 {
+			t.Errorf("Stats.MissedChanges = %d: the change feed missed changes a full read found", m)
+		}
+	})
 	return w
 }
 
