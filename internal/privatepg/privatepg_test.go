@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -52,16 +53,28 @@ func TestStartConnectClose(t *testing.T) {
 func TestBadSettingLeavesNothing(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	before, _ := filepath.Glob(filepath.Join(os.TempDir(), "jobwatch-pg-*"))
-	_, err := Start(ctx, Config{Settings: map[string]string{"no_such_setting": "1"}})
+	// A temporary directory of the test's own, so that servers other
+	// tests or runs start meanwhile are not counted (short: the server's
+	// socket goes under it).
+	tmp, err := os.MkdirTemp("", "pgt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(tmp) })
+	if err := os.Chmod(tmp, 0o755); err != nil { // the server may run as another user
+		t.Fatal(err)
+	}
+	t.Setenv("TMPDIR", tmp)
+	_, err = Start(ctx, Config{Settings: map[string]string{"no_such_setting": "1"}})
 	if err == nil {
 		t.Fatal("a server with an unknown setting started")
 	}
-	after, _ := filepath.Glob(filepath.Join(os.TempDir(), "jobwatch-pg-*"))
-	for _, d := range after {
-		if !contains(before, d) {
-			t.Errorf("a failed start left %s behind", d)
-		}
+	if !strings.Contains(err.Error(), "no_such_setting") {
+		t.Errorf("Start = %v, want it to name the bad setting", err)
+	}
+	left, _ := filepath.Glob(filepath.Join(tmp, "jobwatch-pg-*"))
+	for _, d := range left {
+		t.Errorf("a failed start left %s behind", d)
 	}
 }
 
