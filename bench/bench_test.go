@@ -70,7 +70,10 @@ func TestQuickRun(t *testing.T) {
 		}
 	}
 	for _, row := range r.Debounce0 {
-		if row.Latency.N != 20 || row.Latency.P50 <= 0 || row.PerWait.Statements < 1 {
+		// With debounce 0 a wait can return before the finisher hears
+		// its own COMMIT back (latencies clamp at 0), so only the
+		// largest must be above 0.
+		if row.Latency.N != 20 || row.Latency.Max <= 0 || row.PerWait.Statements < 1 {
 			t.Errorf("debounce 0 %s: %+v, %+v", row.Series, row.Latency, row.PerWait)
 		}
 	}

@@ -126,8 +126,8 @@ func (f *Filter) drop(channel, payload string) string {
 func (f *Filter) Ignored() uint64 { return f.ignored.Load() }
 
 // newProbe remembers a fresh probe id and returns its payload.
-func (f *Filter) newProbe() (id, payload string) {
-	id = ProbeID()
+func (f *Filter) newProbe() (payload string) {
+	id := ProbeID()
 	p, _ := json.Marshal(map[string]string{"type": notify.TypeHealthCheck, "id": id, "channel": f.channel})
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -135,13 +135,7 @@ func (f *Filter) newProbe() (id, payload string) {
 		clear(f.probes) // probes that never came back: the next check decides
 	}
 	f.probes[id] = struct{}{}
-	return id, string(p)
-}
-
-func (f *Filter) forget(id string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	delete(f.probes, id)
+	return string(p)
 }
 
 // ProbeID returns a random id (hex), for probes and tags.
@@ -322,7 +316,7 @@ func deliver(ev Event) (jobwatch.Notification, bool) {
 // the probe was one.
 func (s *Sub) healthCheck(ctx context.Context) (jobwatch.Notification, bool, error) {
 	timeout := s.cfg.Health
-	id, payload := s.cfg.Filter.newProbe()
+	payload := s.cfg.Filter.newProbe()
 	var err error
 	if s.cfg.BeforeProbe != nil {
 		err = s.cfg.BeforeProbe(ctx)
@@ -333,7 +327,8 @@ func (s *Sub) healthCheck(ctx context.Context) (jobwatch.Notification, bool, err
 		cancel()
 	}
 	if err != nil {
-		s.cfg.Filter.forget(id)
+		// The id stays known: a send that timed out may still have
+		// notified, and the probe must not count as foreign when it comes.
 		if ctx.Err() != nil {
 			return jobwatch.Notification{}, false, ctx.Err()
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -142,7 +143,7 @@ func ctxFor(t *testing.T, d time.Duration) context.Context {
 
 func TestFilterClassify(t *testing.T) {
 	f := NewFilter("chan", "queue", slog.New(slog.NewTextHandler(io.Discard, nil)), "test")
-	_, own := f.newProbe()
+	own := f.newProbe()
 	tests := []struct {
 		name, channel, payload string
 		want                   Event
@@ -173,7 +174,7 @@ func TestFilterClassify(t *testing.T) {
 
 func TestFilterForgetsOldProbes(t *testing.T) {
 	f := NewFilter("chan", "queue", slog.New(slog.NewTextHandler(io.Discard, nil)), "test")
-	_, first := f.newProbe()
+	first := f.newProbe()
 	for range maxProbes {
 		f.newProbe()
 	}
@@ -267,6 +268,29 @@ func TestProbeNotSentFallsBackToPing(t *testing.T) {
 				t.Fatalf("Next = %v, want %v", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// A probe whose send timed out may still have notified: when it arrives
+// later it is ours, not a foreign notification to count as ignored.
+func TestLateProbeAfterFailedSendIsOurs(t *testing.T) {
+	c := newFakeConn()
+	var f *Filter
+	s, p := newSub(t, c, 10*time.Millisecond, func(cfg *Config) { f = cfg.Filter })
+	p.err = context.DeadlineExceeded // the send gave up; the server may have notified anyway
+	_, _ = s.Next(ctxFor(t, 100*time.Millisecond))
+	p.mu.Lock()
+	sent := slices.Clone(p.payloads)
+	p.mu.Unlock()
+	if len(sent) == 0 {
+		t.Fatal("no probe was sent")
+	}
+	// The latest one: older ones may have been dropped to bound the set.
+	if ev := f.Classify("chan", sent[len(sent)-1]); ev != Activity {
+		t.Errorf("late probe classified %v, want Activity", ev)
+	}
+	if n := f.Ignored(); n != 0 {
+		t.Errorf("a late probe counted as ignored")
 	}
 }
 
