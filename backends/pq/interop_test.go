@@ -605,12 +605,14 @@ func TestInteropSilentHold(t *testing.T) {
 	if r.err != nil || r.st != statemachine.Failed {
 		t.Fatalf("Wait on a silently held job = %s, %v; want failed", r.st, r.err)
 	}
-	// Resolved by a read no notification asked for: the poll, or (when a
-	// loaded machine made the listener's health check reconnect) the
-	// resync after it. How soon is the benchmark's business, not a test's.
+	// The hold sent no notification, and the wait ended anyway: by the
+	// poll, or by the read of a notification that came before the hold
+	// (the enqueue's, when it was read late). Conformance case 19 shows
+	// the poll alone does it; how soon is the benchmark's business.
 	after := w.Stats()
-	byPoll := after.Resolved.Poll + after.Resolved.Resync - before.Resolved.Poll - before.Resolved.Resync
-	if after.Resolved.Notification != before.Resolved.Notification || byPoll != 1 {
-		t.Errorf("want the hold resolved by the poll, not a notification: stats before %+v, after %+v", before, after)
+	if after.Notifications != before.Notifications {
+		t.Errorf("%d notifications for a silent hold, want none: stats before %+v, after %+v",
+			after.Notifications-before.Notifications, before, after)
 	}
+	t.Logf("resolved by %+v", after.Resolved)
 }
