@@ -429,3 +429,46 @@ func TestFeedThreshold(t *testing.T) {
 		many()
 	})
 }
+
+// blankPartialFeed, once armed, answers one read with a Partial change set
+// that names nothing: a feed that lost its place and says so.
+type blankPartialFeed struct {
+	*fake.Backend
+	mu    sync.Mutex
+	armed bool
+}
+
+func (p *blankPartialFeed) Changes(ctx context.Context, c jobwatch.Cursor) (jobwatch.ChangeSet, error) {
+	cs, err := p.Backend.Changes(ctx, c)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err == nil && c != nil && p.armed {
+		p.armed = false
+		cs.Statuses, cs.Partial = nil, true
+	}
+	return cs, err
+}
+
+// A Partial change set after a full read cannot deny what that read found:
+// it disclaims completeness, so nothing counts as missed.
+func TestPartialAfterFullReadIsNoMiss(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newFake(t)
+		d := &blankPartialFeed{Backend: b}
+		w := newWatcher(t, d, jobwatch.WithRefreshInterval(hourly), jobwatch.WithFullReadInterval(time.Minute),
+			jobwatch.WithDebounce(time.Minute))
+		ids := mustEnqueue(t, b, 20)
+		listening(t, w)
+		wait := goWaitMany(w, context.Background(), ids)
+		advance(time.Minute)
+		advance(40 * time.Second)
+		d.mu.Lock()
+		d.armed = true // the read that confirms the full read's findings
+		d.mu.Unlock()
+		b.DelayNotifications(time.Minute) // the full read comes first
+		mustApply(t, b, succeed, ids...)
+		advance(2 * time.Minute)
+		wait()
+		// newWatcher's cleanup checks that MissedChanges is 0.
+	})
+}

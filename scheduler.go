@@ -231,7 +231,15 @@ func (w *Watcher) readFeed(ctx context.Context, why cause, gen uint64) (partial 
 	w.cursor = cs.Cursor
 	w.stats.ChangesRead += uint64(len(cs.Statuses))
 	w.stats.SkippedChanges += uint64(max(cs.Skipped, 0))
-	missed := w.confirmSuspects(cs.Statuses)
+	// A Partial change set disclaims what came before it: it can neither
+	// confirm nor deny what a full read found, and the full read it asks
+	// for starts a new epoch.
+	var missed []JobID
+	if cs.Partial || fresh {
+		w.suspects = nil
+	} else {
+		missed = w.confirmSuspects(cs.Statuses)
+	}
 	for _, st := range cs.Statuses {
 		w.note(st, why, gen, false)
 	}
