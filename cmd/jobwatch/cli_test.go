@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -374,11 +375,16 @@ func TestDemoOnDatabase(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, "all jobs settled") {
 		t.Fatalf("%+v", r)
 	}
-	// It dropped its own tables.
+	// It dropped its own tables (those of its prefix: other runs' demos
+	// may be working meanwhile).
+	m := regexp.MustCompile(`tables prefixed "(jobwatch_demo_[0-9a-f]+_)"`).FindStringSubmatch(r.stdout)
+	if m == nil {
+		t.Fatalf("demo did not say its prefix: %q", r.stdout)
+	}
 	conn := pgtest.Connect(t)
 	var n int
 	if err := conn.QueryRow(context.Background(),
-		`select count(*) from pg_class where relname like 'jobwatch_demo_%'`).Scan(&n); err != nil || n != 0 {
+		`select count(*) from pg_class where starts_with(relname, $1)`, m[1]).Scan(&n); err != nil || n != 0 {
 		t.Errorf("demo left %d relations behind (%v)", n, err)
 	}
 }
