@@ -527,7 +527,10 @@ func caseBurst(e *env) {
 	w := e.watcher(jobwatch.WithDebounce(debounce), jobwatch.WithRefreshInterval(hour))
 	e.waitListening(w)
 	mark := e.d.mark()
-	ch := e.goWait(w, a)
+	// The wait spans the burst, however long a loaded machine takes to
+	// commit it; recv bounds it once the burst is over.
+	wctx, cancel := context.WithCancel(e.ctx)
+	ch := e.goWaitCtx(wctx, cancel, w, a)
 	e.readSince(mark, a)
 	e.eventually("no status read is in flight", func() bool { return e.d.counts().inflight == 0 })
 

@@ -98,10 +98,22 @@ func (s *Server) start(ctx context.Context, cfg Config) error {
 	for _, k := range names {
 		opts = append(opts, "-c", k+"="+cfg.Settings[k])
 	}
-	if out, err := s.run(ctx, "pg_ctl", "start", "-D", s.data, "-l", s.log, "-o", strings.Join(opts, " "), "-w", "-t", "60"); err != nil {
-		return fmt.Errorf("privatepg: pg_ctl start: %w\n%s\n%s", err, out, s.LogTail())
+	// The port was free when picked, but another process may take it
+	// before the server binds it: then pick another, a few times.
+	for attempt := 1; ; attempt++ {
+		port := append([]string{"-p", strconv.Itoa(s.Port)}, opts[2:]...)
+		out, err := s.run(ctx, "pg_ctl", "start", "-D", s.data, "-l", s.log, "-o", strings.Join(port, " "), "-w", "-t", "60")
+		if err == nil {
+			return nil
+		}
+		tail := s.LogTail()
+		if attempt == 3 || !strings.Contains(tail, "Address already in use") {
+			return fmt.Errorf("privatepg: pg_ctl start: %w\n%s\n%s", err, out, tail)
+		}
+		if s.Port, err = freePort(); err != nil {
+			return err
+		}
 	}
-	return nil
 }
 
 // runAsServerUser arranges for the server to run as the unprivileged
