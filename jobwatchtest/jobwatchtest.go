@@ -137,7 +137,29 @@ func newWatcher(t testing.TB, b *fake.Backend, opts []jobwatch.Option) *jobwatch
 	if err := ready(b, listening+1); err != nil {
 		t.Fatalf("jobwatchtest: the Watcher is not listening: %v", err)
 	}
+	if err := attached(w); err != nil {
+		t.Fatalf("jobwatchtest: the Watcher is not listening: %v", err)
+	}
 	return w
+}
+
+// attached waits until w has taken the subscription the backend already
+// counts: until then its first read after subscribing is still to come,
+// and could run after the test's first change. The Watcher signals
+// nothing for this, so its Stats are polled, bounded by ReadyTimeout.
+func attached(w *jobwatch.Watcher) error {
+	ctx, cancel := context.WithTimeout(context.Background(), ReadyTimeout)
+	defer cancel()
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for !w.Stats().Listening {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return fmt.Errorf("after %s: %w", ReadyTimeout, ctx.Err())
+		}
+	}
+	return nil
 }
 
 // ready waits until b has n live subscriptions.
